@@ -1,0 +1,203 @@
+"""The object shell: LSTM, Linear and Model hold params, grads and the last cache.
+
+They check their inputs and call the functional core (stack.py, and linear_forward /
+linear_backward below); they contain no LSTM math of their own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import check_array, check_lengths
+from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward
+
+
+class LSTM:
+    """A stacked, optionally bidirectional, peephole LSTM over batch-first sequences.
+
+    Gate order along 4H is i, f, g, o. `params` and `grads` are dicts of arrays keyed
+    "l{k}.W" (in, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), "l{k}.p_i|p_f|p_o" ((H,) or (H, H));
+    the reverse direction uses the prefix "l{k}_reverse.". Arrays assigned into `params`
+    are used by the next forward.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1,
+                 bidirectional: bool = False, peephole: str | None = "diagonal",
+                 forget_gate: bool = True, dtype=np.float32, seed: int | None = None,
+                 forget_bias: float = 1.0):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if peephole not in PEEPHOLES:
+            raise ValueError(f"peephole: expected one of {PEEPHOLES}, got {peephole!r}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
+        self.config = LSTMConfig(int(input_size), int(hidden_size), int(num_layers),
+                                 bool(bidirectional), peephole, bool(forget_gate))
+        self.dtype = np.dtype(dtype)
+        self.params = init_params(self.config, np.random.default_rng(seed), self.dtype, forget_bias)
+        self.grads: dict[str, np.ndarray] = {}
+        self._cache = None
+
+    def forward(self, x: np.ndarray, state=None, lengths=None):
+        """x: (B, T, I); state: (h_0, c_0) each (L·D, B, H) or None for zeros; lengths: (B,) ints or None.
+
+        Returns y (B, T, D·H), zero at padded steps, and (h_n, c_n) each (L·D, B, H),
+        the states after each sequence's last valid step, in PyTorch's layer/direction order.
+        """
+        cfg = self.config
+        x = check_array("x", x, (None, None, cfg.input_size), self.dtype, finite=True)
+        B, T, _ = x.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"x: expected at least one sequence of at least one step, got shape {x.shape}")
+        lengths = check_lengths(lengths, B, T)
+        LD, H = cfg.num_layers * cfg.num_directions, cfg.hidden_size
+        if state is None:
+            h0 = c0 = np.zeros((LD, B, H), self.dtype)
+        else:
+            h0, c0 = _pair("state", state)
+            check_array("state h_0", h0, (LD, B, H), self.dtype, finite=True)
+            check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
+        self._check_params()
+        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg)
+        self._shapes = (y.shape, state_n[0].shape)
+        return y, state_n
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray, dstate=None):
+        """dy: (B, T, D·H); dstate: (dh_n, dc_n) each (L·D, B, H) or None.
+
+        Returns dx (B, T, I) and (dh_0, dc_0); replaces `grads`.
+        """
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        y_shape, s_shape = self._shapes
+        dy = check_array("dy", dy, y_shape, self.dtype)
+        if dstate is None:
+            dh_n = dc_n = np.zeros(s_shape, self.dtype)
+        else:
+            dh_n, dc_n = _pair("dstate", dstate)
+            check_array("dstate dh_n", dh_n, s_shape, self.dtype)
+            check_array("dstate dc_n", dc_n, s_shape, self.dtype)
+        dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config)
+        return dx, dstate0
+
+    def _check_params(self):
+        for name, shape in self.config.param_shapes().items():
+            if name not in self.params:
+                raise ValueError(f"params: missing {name!r} of shape {shape}")
+            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype)
+
+    def __repr__(self):
+        c = self.config
+        return (f"LSTM({c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, bidirectional={c.bidirectional}, "
+                f"peephole={c.peephole!r}, forget_gate={c.forget_gate}, dtype={self.dtype.name})")
+
+
+def _pair(name, value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name}: expected a pair (h, c) of arrays, got {type(value).__name__}")
+    return value
+
+
+def linear_forward(x, W, b):
+    """y = x W + b over the last axis. x: (..., in); W: (in, out); b: (out,) -> y (..., out), cache."""
+    return x @ W + b, x
+
+
+def linear_backward(dy, x, W):
+    """dy: (..., out), x: the cache -> dx (..., in), {"W": (in, out), "b": (out,)}."""
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+    return dy @ W.T, {"W": x2.T @ dy2, "b": dy2.sum(axis=0)}
+
+
+class Linear:
+    """y = x W + b on the last axis. params: "W" (in, out), "b" (out,)."""
+
+    def __init__(self, in_features: int, out_features: int, *, dtype=np.float32, seed: int | None = None):
+        limit = 1 / np.sqrt(in_features)     # PyTorch's nn.Linear default
+        rng = np.random.default_rng(seed)
+        self.dtype = np.dtype(dtype)
+        self.params = {"W": rng.uniform(-limit, limit, (in_features, out_features)).astype(dtype),
+                       "b": rng.uniform(-limit, limit, out_features).astype(dtype)}
+        self.grads: dict[str, np.ndarray] = {}
+        self._cache = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x: (..., in) -> (..., out)."""
+        W, b = self.params["W"], self.params["b"]
+        check_array("x", x, (..., W.shape[0]), self.dtype)
+        check_array("params['b']", b, (W.shape[1],), self.dtype)
+        y, self._cache = linear_forward(x, W, b)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (..., out) -> dx (..., in); replaces `grads`."""
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        x = self._cache
+        check_array("dy", dy, x.shape[:-1] + (self.params["W"].shape[1],), self.dtype)
+        dx, self.grads = linear_backward(dy, x, self.params["W"])
+        return dx
+
+
+class Model:
+    """An LSTM followed by a Linear head, trained with one forward and one backward call.
+
+    many_to_one=False: out (B, T, O), the head applied at every step (many-to-many).
+    many_to_one=True: out (B, O), the head applied to the top layer's final hidden state
+    (both directions concatenated, each sequence at its own length).
+    `params` and `grads` merge the parts' dicts with the prefixes "lstm." and "head.".
+    """
+
+    def __init__(self, lstm: LSTM, head: Linear, *, many_to_one: bool = False):
+        width = lstm.config.hidden_size * lstm.config.num_directions
+        if head.params["W"].shape[0] != width:
+            raise ValueError(f"head: expected in_features = {width} (the LSTM's D·H), got {head.params['W'].shape[0]}")
+        self.lstm, self.head, self.many_to_one = lstm, head, many_to_one
+        self.dtype = lstm.dtype
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The parts' arrays themselves (not copies): updating them in place updates the model."""
+        return {**{"lstm." + k: v for k, v in self.lstm.params.items()},
+                **{"head." + k: v for k, v in self.head.params.items()}}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        return {**{"lstm." + k: v for k, v in self.lstm.grads.items()},
+                **{"head." + k: v for k, v in self.head.grads.items()}}
+
+    def load_params(self, params: dict[str, np.ndarray]) -> None:
+        """Replace the parts' arrays from a dict keyed like `params`."""
+        for key, value in params.items():
+            part, _, name = key.partition(".")
+            if part not in ("lstm", "head"):
+                raise ValueError(f"params: unexpected key {key!r}; keys start with 'lstm.' or 'head.'")
+            getattr(self, part).params[name] = value
+
+    def forward(self, x: np.ndarray, lengths=None) -> np.ndarray:
+        """x: (B, T, I), lengths: (B,) or None -> (B, T, O), or (B, O) if many_to_one."""
+        y, (h_n, _) = self.lstm.forward(x, lengths=lengths)
+        if not self.many_to_one:
+            return self.head.forward(y)
+        D = self.lstm.config.num_directions
+        feature = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D·H): top layer, both directions
+        return self.head.forward(feature)
+
+    __call__ = forward
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout: like the output of forward -> dx (B, T, I); fills the parts' grads."""
+        dfeature = self.head.backward(dout)
+        if not self.many_to_one:
+            dx, _ = self.lstm.backward(dfeature)
+            return dx
+        y_shape, s_shape = self.lstm._shapes
+        H, D = self.lstm.config.hidden_size, self.lstm.config.num_directions
+        dh_n = np.zeros(s_shape, self.dtype)
+        dh_n[-D:] = dfeature.reshape(-1, D, H).transpose(1, 0, 2)
+        dx, _ = self.lstm.backward(np.zeros(y_shape, self.dtype), (dh_n, np.zeros(s_shape, self.dtype)))
+        return dx

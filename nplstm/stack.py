@@ -1,0 +1,182 @@
+"""Layers and directions of an LSTM, and right-padded batches of different lengths.
+
+The functional core behind `nplstm.LSTM`: `init_params`, `stack_forward`, `stack_backward`.
+Batch-first at the boundary, (B, T, ·); time-major and sorted by length inside (see lstm.py).
+The reverse direction runs the forward recurrence on each sequence reversed within its own
+length, so it starts at that sequence's last valid step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .lstm import Cache, F, lstm_backward, lstm_forward
+
+PEEPHOLES = ("diagonal", "full", None)
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    input_size: int            # I
+    hidden_size: int           # H
+    num_layers: int = 1        # L
+    bidirectional: bool = False
+    peephole: str | None = "diagonal"  # "diagonal": p (H,); "full": P (H, H); None: no peepholes
+    forget_gate: bool = True   # False: the 1997 LSTM, f ≡ 1
+
+    @property
+    def num_directions(self) -> int:  # D
+        return 2 if self.bidirectional else 1
+
+    def prefixes(self):
+        """(layer, direction, key prefix) in PyTorch's order: l0, l0_reverse, l1, ..."""
+        for k in range(self.num_layers):
+            for d in range(self.num_directions):
+                yield k, d, f"l{k}_reverse." if d else f"l{k}."
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        H, D = self.hidden_size, self.num_directions
+        shapes = {}
+        for k, _, pre in self.prefixes():
+            shapes[pre + "W"] = (self.input_size if k == 0 else D * H, 4 * H)
+            shapes[pre + "R"] = (H, 4 * H)
+            shapes[pre + "b"] = (4 * H,)
+            if self.peephole is not None:
+                for gate in ("p_i", "p_f", "p_o"):
+                    shapes[pre + gate] = (H,) if self.peephole == "diagonal" else (H, H)
+        return shapes
+
+
+def init_params(cfg: LSTMConfig, rng: np.random.Generator, dtype=np.float32,
+                forget_bias: float = 1.0) -> dict[str, np.ndarray]:
+    """Fresh parameters, keyed as in LSTMConfig.param_shapes.
+
+    W: Glorot uniform over (in, 4H); R: an orthogonal (H, H) block per gate, as Keras does;
+    b: zero but the forget-gate block, forget_bias (Gers et al. 2000, Jozefowicz et al. 2015);
+    peepholes: uniform in ±1/sqrt(H), the scale PyTorch uses for its recurrent weights.
+    """
+    H = cfg.hidden_size
+    params = {}
+    for name, shape in cfg.param_shapes().items():
+        kind = name.rsplit(".", 1)[1]
+        if kind == "W":
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            value = rng.uniform(-limit, limit, shape)
+        elif kind == "R":
+            value = np.concatenate([_orthogonal(H, rng) for _ in range(4)], axis=1)
+        elif kind == "b":
+            value = np.zeros(shape)
+            if cfg.forget_gate:
+                value[F * H:(F + 1) * H] = forget_bias
+        else:
+            value = rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), shape)
+        params[name] = value.astype(dtype)
+    return params
+
+
+def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))  # sign fix makes the distribution uniform (Haar)
+
+
+class StackCache(NamedTuple):
+    """Everything stack_backward needs; one lstm.Cache per (layer, direction)."""
+    caches: list               # [Cache], in cfg.prefixes() order
+    order: np.ndarray | None   # (B,) sorting permutation, longest first; None if not ragged
+    lengths: np.ndarray        # (B,) lengths in sorted order
+    flip: tuple | None         # index pair that reverses each sequence within its length
+
+
+def batch_sizes_of(lengths: np.ndarray, T: int) -> list[int]:
+    """n_t = number of sequences longer than t, for sorted or unsorted lengths (B,)."""
+    return np.count_nonzero(lengths[None, :] > np.arange(T)[:, None], axis=1).tolist()
+
+
+def _flip(a, flip):
+    """Reverse each sequence of a time-major (T, B, ·) array within its own length."""
+    return a[::-1] if flip is None else a[flip]
+
+
+def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig):
+    """Forward through all layers and directions.
+
+    x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T).
+    Returns y (B, T, D·H) with zeros at padded steps, (h_n, c_n) each (L·D, B, H), StackCache.
+    """
+    B, T, _ = x.shape
+    H, D = cfg.hidden_size, cfg.num_directions
+    ragged = lengths is not None and bool((lengths < T).any())
+    if ragged:
+        order = np.argsort(-lengths, kind="stable")
+        lengths = lengths[order]
+        x, h0, c0 = x[order], h0[:, order], c0[:, order]
+        t_idx = np.arange(T)[:, None]
+        flip = (np.where(t_idx < lengths, lengths - 1 - t_idx, t_idx), np.arange(B))
+    else:
+        order, flip = None, None
+        lengths = np.full(B, T)
+    batch_sizes = batch_sizes_of(lengths, T)
+    inp = x.transpose(1, 0, 2)               # (T, B, I), time-major
+    rows = np.arange(B)
+    caches, h_n, c_n = [], [], []
+    for k in range(cfg.num_layers):
+        outs = []
+        for d in range(D):
+            pre = f"l{k}_reverse." if d else f"l{k}."
+            p = _peepholes(params, pre, cfg)
+            j = k * D + d
+            h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
+                                       params[pre + "W"], params[pre + "R"], params[pre + "b"], p,
+                                       batch_sizes=batch_sizes, peephole=cfg.peephole,
+                                       forget_gate=cfg.forget_gate)
+            caches.append(cache)
+            outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
+            h_n.append(h[lengths, rows])     # each row's state after its own last step
+            c_n.append(c[lengths, rows])
+        inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
+    y = inp.transpose(1, 0, 2)               # (B, T, D·H)
+    h_n, c_n = np.stack(h_n), np.stack(c_n)
+    if ragged:
+        unsort = np.argsort(order)
+        y, h_n, c_n = y[unsort], h_n[:, unsort], c_n[:, unsort]
+    return np.ascontiguousarray(y), (h_n, c_n), StackCache(caches, order, lengths, flip)
+
+
+def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig):
+    """Backward through all layers and directions.
+
+    dy: (B, T, D·H); dh_n, dc_n: (L·D, B, H).
+    Returns dx (B, T, I), (dh0, dc0) each (L·D, B, H), and grads keyed like params.
+    """
+    caches, order, lengths, flip = cache
+    H, D = cfg.hidden_size, cfg.num_directions
+    if order is not None:
+        dy, dh_n, dc_n = dy[order], dh_n[:, order], dc_n[:, order]
+    dout = dy.transpose(1, 0, 2)             # (T, B, D·H)
+    grads, dh0, dc0 = {}, [None] * len(caches), [None] * len(caches)
+    for k in reversed(range(cfg.num_layers)):
+        dinp = 0
+        for d in range(D):
+            pre = f"l{k}_reverse." if d else f"l{k}."
+            j = k * D + d
+            dout_d = dout[..., d * H:(d + 1) * H]
+            dx_d, dh0[j], dc0[j], g = lstm_backward(
+                dout_d if d == 0 else _flip(dout_d, flip), dh_n[j], dc_n[j], caches[j],
+                params[pre + "W"], params[pre + "R"], _peepholes(params, pre, cfg))
+            dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
+            grads.update({pre + name: value for name, value in g.items()})
+        dout = dinp                          # (T, B, in) gradient into the layer below
+    dx = dout.transpose(1, 0, 2)
+    dh0, dc0 = np.stack(dh0), np.stack(dc0)
+    if order is not None:
+        unsort = np.argsort(order)
+        dx, dh0, dc0 = dx[unsort], dh0[:, unsort], dc0[:, unsort]
+    return np.ascontiguousarray(dx), (dh0, dc0), grads
+
+
+def _peepholes(params, pre, cfg):
+    if cfg.peephole is None:
+        return None
+    return params[pre + "p_i"], params[pre + "p_f"], params[pre + "p_o"]
