@@ -13,8 +13,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .ops import sigmoid
-
 I, F, G, O = range(4)  # gate blocks along the 4H axis
 IF = slice(I, G)        # i and f together: the gates that peek at c_{t-1}
 
@@ -43,43 +41,84 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
     alloc = np.zeros if ragged else np.empty  # finished rows must hold finite zeros for the GEMMs below
-    gates = x @ W                            # (T, B, 4H): input projections of all steps in one GEMM
-    gates += b
+    # σ(a) = (1 + tanh(a/2)) / 2. Halving the i, f, o columns of W, R, b and the peepholes once here
+    # lets one tanh call per step produce i, f and g together; `_tanh_to_sigmoid` finishes σ.
+    half = np.full(4 * H, 0.5, x.dtype)
+    half[G * H:(G + 1) * H] = 1.0
+    gates = (x.reshape(T * B, -1) @ (W * half)).reshape(T, B, 4 * H)  # input projections, one GEMM
+    gates += b * half
     gates4 = gates.reshape(T, B, 4, H)       # same memory, one gate per block
+    R_half = R * half
+    if peephole == "diagonal":
+        p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
+    elif peephole == "full":
+        p_if, p_o = np.concatenate(p[:2], axis=1) * 0.5, p[2] * 0.5  # (H, 2H): c_prev @ [P_i | P_f]
     h = alloc((T + 1, B, H), dtype=x.dtype)
     c = alloc((T + 1, B, H), dtype=x.dtype)
     tanh_c = alloc((T, B, H), dtype=x.dtype)
     h[0], c[0] = h0, c0
-    if peephole == "diagonal":
-        p_if = np.stack(p[:2])               # (2, H)
-    elif peephole == "full":
-        p_if = np.concatenate(p[:2], axis=1)  # (H, 2H): c_prev @ [P_i | P_f]
+    rec = np.empty((B, 4 * H), x.dtype)      # h_{t-1} R, reused every step
     for t, n in enumerate(batch_sizes):
-        a = gates[t, :n]                     # (n, 4H), activated in place below
-        a4 = gates4[t, :n]                   # (n, 4, H) view of a
-        a += h[t, :n] @ R                    # a_t = x_t W + h_{t-1} R + b
+        a, a4 = gates[t, :n], gates4[t, :n]  # (n, 4H) and its (n, 4, H) view, activated in place
+        a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
         c_prev, c_t = c[t, :n], c[t + 1, :n]
+        i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]
         if peephole == "diagonal":           # i and f peek at c_{t-1}
             a4[:, IF] += c_prev[:, None, :] * p_if
         elif peephole == "full":
             a[:, :2 * H] += c_prev @ p_if
-        if forget_gate:
-            sigmoid(a[:, :2 * H], out=a[:, :2 * H])  # i_t, f_t in one call
-            np.multiply(a4[:, F], c_prev, out=c_t)   # f_t * c_{t-1}
+        if peephole is None:                 # o does not wait for c_t: one tanh for all four blocks
+            np.tanh(a, out=a)
+            _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
+            _tanh_to_sigmoid(o)              # o_t
         else:
-            sigmoid(a4[:, I], out=a4[:, I])
-            a4[:, F] = 1.0                           # the 1997 LSTM: f ≡ 1
+            np.tanh(a[:, :3 * H], out=a[:, :3 * H])  # tanh(a_i/2), tanh(a_f/2), g_t = tanh(a_g)
+            _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
+        if forget_gate:
+            np.multiply(f, c_prev, out=c_t)  # f_t c_{t-1}
+        else:
+            f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
             c_t[...] = c_prev
-        np.tanh(a4[:, G], out=a4[:, G])              # g_t = tanh(a_g)
-        c_t += a4[:, I] * a4[:, G]                   # c_t = f_t c_{t-1} + i_t g_t
-        if peephole == "diagonal":                   # o peeks at the new c_t
-            a4[:, O] += c_t * p[2]
-        elif peephole == "full":
-            a4[:, O] += c_t @ p[2]
-        sigmoid(a4[:, O], out=a4[:, O])              # o_t
+        c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
+        if peephole is not None:             # o peeks at the new c_t
+            o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
+            np.tanh(o, out=o)
+            _tanh_to_sigmoid(o)              # o_t
         np.tanh(c_t, out=tanh_c[t, :n])
-        np.multiply(a4[:, O], tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
+        np.multiply(o, tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
     return h, c, Cache(x, gates4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
+
+
+def _tanh_to_sigmoid(u):
+    """In place: tanh(a/2) -> σ(a) = (1 + tanh(a/2)) / 2."""
+    u *= 0.5
+    u += 0.5
+
+
+CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
+
+
+def _local_derivatives(gates4, c_prev, tanh_c, K, Kc, forget_gate):
+    """Per-step factors of the backward pass, for a chunk of steps at once (fewer, larger NumPy calls).
+
+    gates4: (S, B, 4, H) i, f, g, o; c_prev, tanh_c: (S, B, H). Fills and returns
+    K (S, B, 4, H): δa_i = δc ⊙ K_i, δa_f = δc ⊙ K_f, δa_g = δc ⊙ K_g, δa_o = δh ⊙ K_o; Kc (S, B, H): δc += δh ⊙ Kc.
+    """
+    i, f, g, o = (gates4[:, :, k] for k in range(4))
+    np.multiply(gates4, gates4, out=K)
+    np.subtract(gates4, K, out=K)            # σ' = s - s² for i, f, o
+    np.subtract(1, g * g, out=K[:, :, G])    # tanh' = 1 - g²
+    K[:, :, I] *= g                          # ∂c/∂i = g
+    if forget_gate:
+        K[:, :, F] *= c_prev                 # ∂c/∂f = c_{t-1}
+    else:
+        K[:, :, F] = 0.0                     # f ≡ 1 has no pre-activation to train
+    K[:, :, G] *= i                          # ∂c/∂g = i
+    K[:, :, O] *= tanh_c                     # ∂h/∂o = tanh(c)
+    np.multiply(tanh_c, tanh_c, out=Kc)
+    np.subtract(1, Kc, out=Kc)
+    Kc *= o                                  # ∂h/∂c = o (1 - tanh² c)
+    return K, Kc
 
 
 def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None):
@@ -93,51 +132,47 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None):
     T, B, _ = x.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
-    da_all = (np.zeros if ragged else np.empty)((T, B, 4 * H), dtype=x.dtype)  # dL/da_t
+    da_all = (np.zeros if ragged else np.empty)((T, B, 4 * H), dtype=x.dtype)  # δa_t = dL/da_t
     da4_all = da_all.reshape(T, B, 4, H)
-    dh = dh_n.astype(x.dtype, copy=True)   # (B, H) running dL/dh_t; finished rows carry dh_n
-    dc = dc_n.astype(x.dtype, copy=True)   # (B, H) running dL/dc_t
+    dh = dh_n.astype(x.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
+    dc = dc_n.astype(x.dtype, copy=True)   # (B, H) running δc_t
     if peephole == "diagonal":
-        p_if = np.stack(p[:2])               # (2, H)
+        p_if, p_o = np.stack(p[:2]), p[2]    # (2, H), (H,)
     elif peephole == "full":
-        p_if_T = np.concatenate(p[:2], axis=1).T  # (2H, H)
-    for t in reversed(range(T)):
-        n = batch_sizes[t]
-        i, f, g, o = (gates4[t, :n, k] for k in range(4))
-        tc = tanh_c[t, :n]
-        da = da_all[t, :n]                   # (n, 4H)
-        da4 = da4_all[t, :n]                 # (n, 4, H)
-        dh_t = dh[:n]
-        dh_t += dy[t, :n]                    # h_t feeds the output and step t+1
-        dc_t = dc[:n]
-        # backprop h_t = o_t tanh(c_t)
-        dc_t += dh_t * o * (1 - tc * tc)
-        np.multiply(dh_t * tc, o * (1 - o), out=da4[:, O])        # through σ into a_o
-        if peephole == "diagonal":           # o_t peeked at c_t
-            dc_t += da4[:, O] * p[2]
-        elif peephole == "full":
-            dc_t += da4[:, O] @ p[2].T
-        # backprop c_t = f_t c_{t-1} + i_t g_t
-        c_prev = c[t, :n]
-        np.multiply(dc_t * g, i * (1 - i), out=da4[:, I])          # into a_i
-        np.multiply(dc_t * i, 1 - g * g, out=da4[:, G])            # into a_g through tanh
-        if forget_gate:
-            np.multiply(dc_t * c_prev, f * (1 - f), out=da4[:, F])  # into a_f
-            dc_t *= f                                               # the carousel: dc_{t-1} = dc_t f_t
-        else:
-            da4[:, F] = 0.0                                         # f ≡ 1: dc_{t-1} = dc_t
-        if peephole == "diagonal":           # i_t, f_t peeked at c_{t-1}
-            dc_t += (da4[:, IF] * p_if).sum(axis=1)
-        elif peephole == "full":
-            dc_t += da[:, :2 * H] @ p_if_T
-        np.matmul(da, R.T, out=dh_t)         # backprop a_t into h_{t-1}
-    # Weight gradients: one GEMM each over all steps and rows (finished rows have da = 0).
+        p_if = np.ascontiguousarray(np.concatenate(p[:2], axis=1).T)  # (2H, H) = [P_i | P_f]ᵀ
+        p_o = np.ascontiguousarray(p[2].T)
+    S = max(1, min(T, CHUNK // (B * 4 * H)))  # steps per chunk of local derivatives
+    K, Kc = np.empty((S, B, 4, H), x.dtype), np.empty((S, B, H), x.dtype)
+    tmp = np.empty((B, H), x.dtype)
+    R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
+    for t1 in range(T, 0, -S):               # chunks [t0, t1), last chunk first
+        t0 = max(0, t1 - S)
+        _local_derivatives(gates4[t0:t1], c[t0:t1], tanh_c[t0:t1], K[:t1 - t0], Kc[:t1 - t0], forget_gate)
+        for t in range(t1 - 1, t0 - 1, -1):
+            n, k, kc = batch_sizes[t], K[t - t0, :batch_sizes[t]], Kc[t - t0, :batch_sizes[t]]
+            da, da4 = da_all[t, :n], da4_all[t, :n]
+            dh_t, dc_t = dh[:n], dc[:n]
+            dh_t += dy[t, :n]                # h_t feeds the output y_t and step t+1
+            # backprop h_t = o_t tanh(c_t)
+            np.multiply(dh_t, k[:, O], out=da4[:, O])          # δa_o
+            dc_t += np.multiply(dh_t, kc, out=tmp[:n])         # δc_t += δh_t o_t (1 - tanh² c_t)
+            if peephole == "diagonal":       # o_t peeked at c_t
+                dc_t += np.multiply(da4[:, O], p_o, out=tmp[:n])
+            elif peephole == "full":
+                dc_t += np.matmul(da4[:, O], p_o, out=tmp[:n])
+            # backprop c_t = f_t c_{t-1} + i_t g_t into a_i, a_f, a_g at once
+            np.multiply(dc_t[:, None, :], k[:, :O], out=da4[:, :O])
+            if forget_gate:
+                dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
+            if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}
+                dc_t += (da4[:, IF] * p_if).sum(axis=1)
+            elif peephole == "full":
+                dc_t += np.matmul(da[:, :2 * H], p_if, out=tmp[:n])
+            np.matmul(da, R_T, out=dh_t)     # backprop a_t into h_{t-1}
+    # Weight gradients: one GEMM each over all steps and rows (finished rows have δa = 0).
     da2 = da_all.reshape(T * B, 4 * H)
-    grads = {
-        "W": x.reshape(T * B, -1).T @ da2,
-        "R": h[:-1].reshape(T * B, H).T @ da2,
-        "b": da2.sum(axis=0),
-    }
+    x2 = x.reshape(T * B, -1)
+    grads = {"W": x2.T @ da2, "R": h[:-1].reshape(T * B, H).T @ da2, "b": da2.sum(axis=0)}
     if peephole == "diagonal":
         grads["p_i"] = np.einsum("tbh,tbh->h", da4_all[:, :, I], c[:-1])
         grads["p_f"] = np.einsum("tbh,tbh->h", da4_all[:, :, F], c[:-1])
@@ -147,5 +182,5 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None):
         grads["p_i"] = c_prev2.T @ da4_all[:, :, I].reshape(T * B, H)
         grads["p_f"] = c_prev2.T @ da4_all[:, :, F].reshape(T * B, H)
         grads["p_o"] = c2.T @ da4_all[:, :, O].reshape(T * B, H)
-    dx = da_all @ W.T                        # (T, B, I)
+    dx = (da2 @ np.ascontiguousarray(W.T)).reshape(T, B, -1)  # (T, B, I)
     return dx, dh, dc, grads
