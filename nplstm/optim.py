@@ -64,6 +64,28 @@ class Optimizer:
     def _apply(self, p, g, state):
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the state as flat arrays: "t" (0-d int64) and "{key}/{j}", the j-th state array of key."""
+        arrays = {"t": np.array(self.t, np.int64)}
+        for key, state in self.state.items():
+            arrays.update({f"{key}/{j}": a.copy() for j, a in enumerate(state)})
+        return arrays
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the state from the arrays of `state_dict()` (copied; hyperparameters and lr are not stored)."""
+        if "t" not in arrays:
+            raise ValueError("optimizer state: missing the step count 't'")
+        state: dict[str, dict[int, np.ndarray]] = {}
+        for name, a in arrays.items():
+            if name != "t":
+                key, _, j = name.rpartition("/")
+                state.setdefault(key, {})[int(j)] = np.array(a)
+        for key, parts in state.items():
+            if sorted(parts) != list(range(self.n_state)):
+                raise ValueError(f"optimizer state[{key!r}]: expected {self.n_state} arrays, got indices {sorted(parts)}")
+        self.t = int(arrays["t"])
+        self.state = {key: tuple(parts[j] for j in range(self.n_state)) for key, parts in state.items()}
+
 
 class SGD(Optimizer):
     """SGD with optional momentum and Nesterov momentum."""

@@ -1,0 +1,72 @@
+"""Measuring spike delays, the timing task of Gers, Schraudolph & Schmidhuber (2002), "Learning
+Precise Timing with LSTM Recurrent Networks", JMLR 3:115-143, on which peepholes matter."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import Batch, Task, check_batch_size, check_int, check_out
+
+
+@dataclass(eq=False, kw_only=True)
+class SpikeDelays(Task):
+    """Measuring spike delays (MSD): at each input spike, output the time since the previous one.
+
+    x: (B, T, 1) float32, 1.0 at spikes; y: (B, T, 1) float32, delay / t_max at every spike but
+    the first, 0 elsewhere; mask: (B, T) True at those spikes; per-step "mse".
+
+    A spike train starts at step 0; the gaps between spikes are drawn uniformly from
+    [t_min, t_max]. The network must count steps, read the count out at the spike, and restart
+    it: an unsquashed cell can count, and the peephole connections let the gates act on that
+    count (the paper's point). The default gaps, 49 or 50 steps with no shorter training
+    exemplars, are the distinction the paper's abstract reports peephole LSTM learning.
+    Our criterion (we could not consult the paper's tables): a spike is measured correctly if
+    out * t_max rounds to the true delay (|error| < 0.5 step); solved = every spike of the batch.
+    """
+    T: int = 500              # steps per sequence
+    t_min: int = 49           # shortest gap between spikes
+    t_max: int = 50           # longest gap; targets are gap / t_max
+    seed: int = 0
+    test_size: int = 256
+
+    name = "timing"
+    input_size = 1
+    output_size = 1
+    loss = "mse"
+    many_to_one = False
+    paper = {"source": "Gers, Schraudolph & Schmidhuber 2002, JMLR 3:115-143, abstract",
+             "finding": "LSTM with peephole connections learns the fine distinction between sequences "
+                        "of spikes spaced either 50 or 49 time steps apart, without short training exemplars"}
+
+    def __post_init__(self):
+        check_int(self.name, "t_min", self.t_min, 1)
+        check_int(self.name, "t_max", self.t_max, self.t_min)
+        check_int(self.name, "T", self.T, self.t_max + 1)          # room for at least one measured spike
+        check_int(self.name, "test_size", self.test_size, 1)
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        B, T = check_batch_size(self.name, batch_size), self.T
+        gaps = rng.integers(self.t_min, self.t_max + 1, (B, T // self.t_min + 1))
+        times = np.concatenate([np.zeros((B, 1), gaps.dtype), np.cumsum(gaps, axis=1)], axis=1)
+        rows = np.broadcast_to(np.arange(B)[:, None], times.shape)
+        spike = times < T
+        x = np.zeros((B, T, 1), np.float32)
+        x[rows[spike], times[spike], 0] = 1.0
+        measured = spike[:, 1:]                                    # every spike after the first
+        at = rows[:, 1:][measured], times[:, 1:][measured]
+        y = np.zeros((B, T, 1), np.float32)
+        y[at + (0,)] = gaps[measured] / self.t_max
+        mask = np.zeros((B, T), bool)
+        mask[at] = True
+        return Batch(x, y, mask)
+
+    def _make_test_set(self) -> Batch:
+        return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
+
+    def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
+        """out: (B, T, 1). Metrics: mse (at the spikes), wrong, frac_wrong, accuracy (per spike), solved."""
+        err = check_out(self.name, out, batch.y.shape)[..., 0][batch.mask] - batch.y[..., 0][batch.mask]
+        wrong = int((np.abs(err) * self.t_max >= 0.5).sum())
+        return {"mse": float(np.mean(err ** 2)), "wrong": float(wrong), "frac_wrong": wrong / len(err),
+                "accuracy": 1 - wrong / len(err), "solved": float(wrong == 0)}
