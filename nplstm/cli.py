@@ -6,8 +6,11 @@ and exit non-zero; tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,6 +27,133 @@ def _bench(args):
         print(f"wrote {args.json}")
 
 
+def _tasks(args):
+    from .recipes import RECIPES
+    from .tasks import TASKS
+    width = max(map(len, TASKS))
+    for name in TASKS:
+        print(f"{name:<{width}}  {RECIPES[name].summary}")
+    print("\nnplstm train TASK --help lists the options; task options go as --NAME VALUE (e.g. --T 200).")
+
+
+def _task_options(task_name: str, extra: list[str]) -> dict:
+    """['--T', '200', '--form', 'modern'] -> {'T': 200, 'form': 'modern'}, typed from the task's fields."""
+    from .tasks import TASKS
+    types = {f.name: str(f.type) for f in dataclasses.fields(TASKS[task_name]) if f.init and f.name != "seed"}
+    options, rest = {}, list(extra)
+    while rest:
+        flag = rest.pop(0)
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name not in types:
+            accepted = ", ".join(f"--{k}" for k in types)
+            raise ValueError(f"unrecognized argument {flag!r}; options of task {task_name}: {accepted}")
+        if not rest:
+            raise ValueError(f"{flag} expects a value")
+        options[name] = _parse_value(rest.pop(0), str(types[name]), flag)
+    return options
+
+
+def _parse_value(text: str, type_name: str, flag: str):
+    """Convert by the field's annotation ("int", "float", "str", "str | None")."""
+    convert = {"int": int, "float": float}.get(type_name, str)
+    try:
+        return convert(text)
+    except ValueError:
+        raise ValueError(f"{flag}: expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
+
+
+def _train_config(args, recipe) -> dict:
+    """The recipe's training settings with the options given on the command line on top."""
+    cfg = dict(recipe.train)
+    given = {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "optimizer": args.optimizer,
+             "momentum": args.momentum, "lr_schedule": args.schedule, "eval_every": args.eval_every,
+             "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    if args.clip is not None:
+        cfg["clip"] = None if args.clip <= 0 else args.clip
+    if args.no_early_stop:
+        cfg["early_stop"] = False
+    return cfg
+
+
+def _model_config(args, recipe) -> dict:
+    cfg = dict(recipe.model)
+    given = {"hidden_size": args.hidden, "num_layers": args.layers, "forget_bias": args.forget_bias}
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    if args.peephole is not None:
+        cfg["peephole"] = None if args.peephole == "none" else args.peephole
+    if args.no_forget_gate:
+        cfg["forget_gate"] = False
+    if args.bidirectional:
+        cfg["bidirectional"] = True
+    return cfg
+
+
+def _train(args):
+    from .recipes import RECIPES
+    from .tasks import make_task
+    from .trainer import TrainConfig, build_model, train
+
+    recipe = RECIPES[args.task]
+    task = make_task(args.task, **{**recipe.task, **_task_options(args.task, args.task_options)})
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    resume = None
+    if args.resume:
+        resume = run_dir / "checkpoint.npz"
+        if not resume.exists():
+            raise ValueError(f"--resume: no checkpoint at {resume}")
+    model_cfg = _model_config(args, recipe)
+    cfg = TrainConfig(**_train_config(args, recipe), run_dir=run_dir, progress=not args.no_progress,
+                      log_every=0 if args.quiet else 100)
+    model = build_model(task, seed=cfg.seed, **model_cfg)
+    if not args.quiet:
+        print(f"{task.name}: {model.lstm!r}, head {model.head.params['W'].shape}; "
+              f"{cfg.optimizer} lr {cfg.lr}, batch {cfg.batch_size}, up to {cfg.steps} updates; run dir {run_dir}")
+    history = train(model, task, cfg, resume_from=resume)
+    print(verdict(task, history, cfg))
+
+
+def verdict(task, history, cfg) -> str:
+    """The run's outcome in the paper's terms, with the paper's numbers beside ours."""
+    test = history.records[-1]["test"] if history.records else {}
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "solved")
+    if history.solved:
+        head = (f"{task.name}: SOLVED by the paper's criterion after {history.step_solved} updates = "
+                f"{history.sequences_to_solve:,} training sequences, {history.wall_seconds:.0f} s")
+    else:
+        head = (f"{task.name}: not solved by the paper's criterion in {history.steps_done} updates "
+                f"({history.steps_done * cfg.batch_size:,} sequences, {history.wall_seconds:.0f} s)")
+    paper = getattr(task, "paper", None) or {}
+    lines = [head, f"  test: {shown}"]
+    if paper:
+        lines.append("  paper: " + ", ".join(f"{k} {v}" for k, v in paper.items() if k != "source")
+                     + f" ({paper.get('source', '')})")
+    if cfg.run_dir is not None:
+        lines.append(f"  history, config and checkpoint in {cfg.run_dir}")
+    return "\n".join(lines)
+
+
+def _sample(args):
+    from .checkpoint import load_checkpoint, model_from_config, params_from
+    from .tasks.charlm import sample_text
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    arrays, meta = load_checkpoint(path)
+    if not meta.get("vocab"):
+        raise ValueError(f"{path} was not trained on charlm (task {meta.get('task')!r}): nothing to sample")
+    model = model_from_config(meta["model"])
+    model.load_params(params_from(arrays, model, path))
+    print(sample_text(model, meta["vocab"], prime=args.prime, length=args.length,
+                      temperature=args.temperature, seed=args.seed))
+
+
+def _reproduce(args):
+    from .reproduce import run_suite
+    run_suite(seeds=args.seeds, quick=args.quick, only=args.only, out=args.out, jobs=args.jobs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nplstm", description="A NumPy-only LSTM with checked backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -36,11 +166,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: NumPy's BLAS threads)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("tasks", help="list the tasks", description="List the tasks `nplstm train` knows.")
+    p.set_defaults(run=_tasks)
+
+    from .tasks import TASKS
+    p = sub.add_parser("train", help="train an LSTM on a task and judge it by the paper's criterion",
+                       description="Train on TASK with its recipe's defaults (nplstm/recipes.py); every option "
+                                   "below overrides one. Task options go as --NAME VALUE, e.g. --T 200.",
+                       epilog="task options: " + "; ".join(
+                           f"{n}: " + ", ".join(f"--{f.name}" for f in dataclasses.fields(t) if f.init and f.name != "seed")
+                           for n, t in TASKS.items()))
+    p.add_argument("task", choices=list(TASKS), metavar="TASK", help="one of: " + ", ".join(TASKS))
+    m = p.add_argument_group("model")
+    m.add_argument("--hidden", type=int, help="hidden units H")
+    m.add_argument("--layers", type=int, help="stacked LSTM layers")
+    m.add_argument("--peephole", choices=["diagonal", "full", "none"], help="peephole connections")
+    m.add_argument("--no-forget-gate", action="store_true", help="the 1997 LSTM: no forget gate")
+    m.add_argument("--forget-bias", type=float, help="initial forget-gate bias")
+    m.add_argument("--bidirectional", action="store_true", help="a reverse direction too (per-step tasks)")
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, help="maximum updates")
+    t.add_argument("--batch", type=int, help="sequences per update")
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
+    t.add_argument("--momentum", type=float, help="SGD momentum")
+    t.add_argument("--clip", type=float, help="max gradient norm (0: no clipping)")
+    t.add_argument("--schedule", choices=["constant", "cosine", "step"], help="learning-rate schedule")
+    t.add_argument("--eval-every", type=int, help="updates between test evaluations")
+    t.add_argument("--seed", type=int, help="seed of the model and the data order (default 0)")
+    t.add_argument("--no-early-stop", action="store_true", help="keep training after the criterion is met")
+    o = p.add_argument_group("output")
+    o.add_argument("--run-dir", help="where history.json, config.json, checkpoint.npz go (default runs/TASK-TIME)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    o.add_argument("--checkpoint-every", type=int, help="updates between checkpoints (default: at the end)")
+    o.add_argument("--no-progress", action="store_true", help="plain lines instead of a tqdm bar")
+    o.add_argument("--quiet", action="store_true", help="print the verdict only")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("sample", help="generate text from a charlm checkpoint",
+                       description="Generate text from a character model trained with `nplstm train charlm`.")
+    p.add_argument("checkpoint", help="a run directory or its checkpoint.npz")
+    p.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    p.add_argument("--prime", default="", help="text to start from")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_sample)
+
+    p = sub.add_parser("reproduce", help="the papers' experiments over several seeds, beside their numbers",
+                       description="Run the paper suite and print (and write as Markdown) a table of success "
+                                   "rate, training sequences, test error and wall time beside the papers'.")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per experiment (default 5)")
+    p.add_argument("--quick", action="store_true", help="a short version of every experiment (a smoke test)")
+    p.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments")
+    p.add_argument("--out", default="results.md", help="Markdown file to write (default results.md)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: the number of cores)")
+    p.set_defaults(run=_reproduce)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.task_options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.run(args)
     except (ValueError, OSError) as err:

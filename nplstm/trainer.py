@@ -80,10 +80,11 @@ class History:
 
 
 def build_model(task, hidden_size: int, *, num_layers: int = 1, peephole: str | None = "diagonal",
-                forget_gate: bool = True, bidirectional: bool = False, seed: int = 0, dtype=np.float32) -> Model:
+                forget_gate: bool = True, bidirectional: bool = False, seed: int = 0, dtype=np.float32,
+                forget_bias: float = 1.0) -> Model:
     """An LSTM + Linear head sized for `task` (input_size -> output_size), many-to-one if the task is."""
     lstm = LSTM(task.input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                peephole=peephole, forget_gate=forget_gate, dtype=dtype, seed=seed)
+                peephole=peephole, forget_gate=forget_gate, dtype=dtype, seed=seed, forget_bias=forget_bias)
     head = Linear(hidden_size * lstm.config.num_directions, task.output_size, dtype=dtype, seed=seed + 1)
     return Model(lstm, head, many_to_one=task.many_to_one)
 
@@ -205,6 +206,7 @@ def _add_record(history, window, cfg, lr, test):
 def _config_json(cfg, model, task):
     train_cfg = {**dataclasses.asdict(cfg), "run_dir": None if cfg.run_dir is None else str(cfg.run_dir)}
     task_cfg = {k: getattr(task, k) for k in ("name", "input_size", "output_size", "loss", "many_to_one")}
+    task_cfg["options"] = task.options() if hasattr(task, "options") else None
     task_cfg["stateful"] = getattr(task, "stateful", False)
     return {"train": train_cfg, "model": model_config(model), "task": task_cfg}
 
@@ -216,6 +218,8 @@ def _save(path, model, task, opt, rng, history, window, state):
     if isinstance(state, tuple):
         arrays["stream/h"], arrays["stream/c"] = state
     meta = {"step": history.steps_done, "task": task.name, "model": model_config(model),
+            "task_options": task.options() if hasattr(task, "options") else None,
+            "vocab": getattr(task, "vocab", None),
             "rng": rng.bit_generator.state, "task_state": task.get_state() if hasattr(task, "get_state") else None,
             "history": dataclasses.asdict(history), "window": window}
     save_checkpoint(path, arrays, meta)

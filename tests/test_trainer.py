@@ -164,7 +164,7 @@ def test_run_files_are_valid_json_with_expected_fields(tmp_path):
     assert config["train"]["steps"] == 20 and config["train"]["run_dir"] == str(tmp_path / "run")
     assert config["model"]["hidden_size"] == 8 and config["model"]["many_to_one"] is True
     assert config["task"] == {"name": "sum", "input_size": 1, "output_size": 1, "loss": "mse",
-                              "many_to_one": True, "stateful": False}
+                              "many_to_one": True, "stateful": False, "options": None}
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert saved["stopped"] == "steps" and saved["steps_done"] == 20 and saved["wall_seconds"] > 0
     record = saved["records"][-1]

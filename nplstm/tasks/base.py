@@ -1,7 +1,7 @@
 """What every task shares: the Batch it hands out, the Task interface, and small helpers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -38,6 +38,10 @@ class Task:
     many_to_one: bool
     paper: dict
     stateful: bool = False
+
+    def options(self) -> dict:
+        """The keyword options this task was built with: make_task(self.name, **options) rebuilds it."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
         """A fresh random training batch of `batch_size` sequences drawn with `rng`."""

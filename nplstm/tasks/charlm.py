@@ -138,3 +138,32 @@ class CharLM(Task):
                 "accuracy": float((out.argmax(-1) == batch.y)[batch.mask].mean()),
                 "unigram_entropy": self.unigram_entropy(), "bigram_entropy": self.bigram_entropy(),
                 "solved": float(loss < self.bigram_entropy())}
+
+
+def sample_text(model, vocab, *, prime: str = "", length: int = 500, temperature: float = 0.8,
+                seed: int = 0) -> str:
+    """Generate `length` characters after `prime` from a charlm model, one step at a time.
+
+    model: a many-to-many Model over one-hot characters; vocab: its characters in id order.
+    Each sampled character is fed back in with the carried (h, c) state; temperature < 1
+    sharpens the distribution, > 1 flattens it.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    if length < 0:
+        raise ValueError(f"length: expected a count >= 0, got {length!r}")
+    index = {ch: k for k, ch in enumerate(vocab)}
+    missing = sorted(set(prime) - set(index))
+    if missing:
+        raise ValueError(f"prime: characters not in the model's vocabulary: {''.join(missing)!r}")
+    rng = np.random.default_rng(seed)
+    ids = [index[ch] for ch in prime] or [index.get("\n", 0)]
+    state, out = None, []
+    for _ in range(length):
+        x = one_hot(np.array([ids]), len(vocab)).astype(model.dtype)   # (1, t, V)
+        y, state = model.lstm.forward(x, state)
+        logits = model.head.forward(y[:, -1]).astype(np.float64)[0] / temperature
+        p = np.exp(logits - logits.max())
+        ids = [int(rng.choice(len(vocab), p=p / p.sum()))]
+        out.append(vocab[ids[0]])
+    return prime + "".join(out)

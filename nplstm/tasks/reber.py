@@ -114,9 +114,10 @@ class Reber(Task):
     Hochreiter & Schmidhuber 1997, section 5.1, Exp. 1: fixed sets of 256 training and 256 test
     strings; `batch` samples from the training strings. Criterion: at every step of every string
     the most active outputs are those of the possible next symbols (top-k, k = how many there
-    are). solved = that holds for every string of the batch; the paper asked it of both sets,
-    so check `train_set()` as well as `test_set()`. Other metrics: step_accuracy, frac_wrong
-    (strings with any wrong step), accuracy_tp (argmax at the repeated T/P), loss.
+    are), on both sets. So `test_set()` holds the 256 test strings followed by the 256 training
+    strings (extra["is_test"] tells which), and solved = the criterion holds for every string of
+    both. Other metrics: step_accuracy, wrong_test and wrong_train (strings with any wrong step),
+    frac_wrong (test strings only), accuracy_tp (argmax at the repeated T/P), loss.
     """
     n_train: int = 256
     n_test: int = 256
@@ -161,13 +162,20 @@ class Reber(Task):
         return self._assemble(self._train_encoded)
 
     def _make_test_set(self) -> Batch:
-        return self._assemble([_encode(s, continual=False) for s in self.test_strings])
+        """The test strings, then the training strings: the paper's criterion covers both."""
+        both = self._assemble([_encode(s, continual=False) for s in self.test_strings] + self._train_encoded)
+        is_test = np.arange(self.n_test + self.n_train) < self.n_test
+        return Batch(both.x, both.y, both.mask, both.lengths, {**both.extra, "is_test": is_test})
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, T, 7) logits. Metrics: step_accuracy, frac_wrong, wrong, accuracy_tp, loss, solved."""
+        """out: (B, T, 7) logits. Metrics: step_accuracy, wrong_test, wrong_train, frac_wrong,
+        accuracy_tp, loss, solved. A batch without extra["is_test"] counts as all test strings."""
         ok, metrics = _evaluate(self.name, out, batch)
-        wrong = int((~ok.all(1)).sum())
-        return {**metrics, "wrong": float(wrong), "frac_wrong": wrong / len(ok), "solved": float(wrong == 0)}
+        string_wrong = ~ok.all(1)
+        is_test = (batch.extra or {}).get("is_test", np.ones(len(ok), bool))
+        wrong_test, wrong_train = int(string_wrong[is_test].sum()), int(string_wrong[~is_test].sum())
+        return {**metrics, "wrong_test": float(wrong_test), "wrong_train": float(wrong_train),
+                "frac_wrong": wrong_test / max(1, int(is_test.sum())), "solved": float(not string_wrong.any())}
 
 
 @dataclass(eq=False, kw_only=True)

@@ -1,0 +1,49 @@
+"""Good defaults for each task: the model and training settings `nplstm train TASK` starts from.
+
+Each value was chosen by running the task (docs/results.md has the measurements); the command
+line overrides any of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    summary: str                                   # one line for `nplstm tasks`
+    task: dict = field(default_factory=dict)       # make_task options
+    model: dict = field(default_factory=dict)      # build_model options
+    train: dict = field(default_factory=dict)      # TrainConfig fields
+
+
+RECIPES = {
+    "adding": Recipe(
+        "sum of two marked values in a long sequence (Hochreiter & Schmidhuber 1997, Exp. 4)",
+        task={"T": 100}, model={"hidden_size": 32, "forget_bias": 5.0},
+        train={"batch_size": 8, "lr": 1e-2, "steps": 9000, "eval_every": 125}),
+    "temporal_order": Recipe(
+        "classify the order of two (6a) or three (6b) far-apart symbols (1997, Exp. 6)",
+        task={"variant": "6a"}, model={"hidden_size": 32, "forget_bias": 5.0},
+        train={"batch_size": 8, "lr": 1e-2, "steps": 5000, "eval_every": 125}),
+    "reber": Recipe(
+        "next symbol of the embedded Reber grammar (1997, Exp. 1)",
+        model={"hidden_size": 16}, train={"batch_size": 8, "lr": 1e-2, "steps": 3000, "eval_every": 25}),
+    "continual_reber": Recipe(
+        "embedded Reber strings in one stream without resets (Gers, Schmidhuber & Cummins 2000)",
+        model={"hidden_size": 32}, train={"batch_size": 16, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
+    "noise_free_lag": Recipe(
+        "remember the first symbol over p steps (1997, Exp. 2a)",
+        task={"p": 100}, model={"hidden_size": 32, "forget_bias": 5.0},
+        train={"batch_size": 8, "lr": 3e-3, "steps": 3000, "eval_every": 25}),
+    "copy": Recipe(
+        "reproduce 10 symbols after a delay of T steps (Arjovsky, Shah & Bengio 2016)",
+        task={"T": 50}, model={"hidden_size": 64, "forget_bias": 3.0},
+        train={"batch_size": 32, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
+    "timing": Recipe(
+        "measure the delay between spikes to the step (Gers, Schraudolph & Schmidhuber 2002)",
+        model={"hidden_size": 16}, train={"batch_size": 16, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
+    "charlm": Recipe(
+        "character-level language model on any UTF-8 text (default: Python's own documentation)",
+        model={"hidden_size": 128}, train={"batch_size": 32, "lr": 3e-3, "steps": 2000, "eval_every": 200,
+                                           "early_stop": False}),
+}

@@ -1,0 +1,120 @@
+"""`nplstm reproduce`: the papers' experiments over several seeds, beside the papers' numbers.
+
+Each experiment is a task with its recipe (nplstm/recipes.py) plus the ablation it shows;
+every seed trains a fresh model until the paper's criterion is met or the recipe's update
+budget runs out. Seeds run in parallel processes, one BLAS thread each.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+import multiprocessing
+
+
+@dataclass(frozen=True)
+class Experiment:
+    label: str                   # row of the table
+    task: str
+    error: str                   # the test metric shown as "test error"
+    paper: dict                  # the paper's success rate, sequences, test error, as printed
+    model: dict = field(default_factory=dict)   # overrides of the recipe
+    train: dict = field(default_factory=dict)
+    task_options: dict = field(default_factory=dict)
+
+
+EXPERIMENTS = [
+    Experiment("Embedded Reber (1997 Exp. 1)", "reber", "wrong_test",
+               {"success": "100%", "sequences": "8,440", "error": "0", "source": "HS97 Table 1, best LSTM"}),
+    Experiment("Adding, T = 100 (1997 Exp. 4)", "adding", "frac_wrong",
+               {"success": "100%", "sequences": "74,000", "error": "1 of 2560", "source": "HS97 Table 7"}),
+    Experiment("Temporal order 6a (1997 Exp. 6a)", "temporal_order", "frac_wrong",
+               {"success": "100%", "sequences": "31,390", "error": "0 of 2560", "source": "HS97 Table 9"}),
+    Experiment("Noise-free lag, p = 100 (1997 Exp. 2a)", "noise_free_lag", "loss",
+               {"success": "100%", "sequences": "5,040", "error": "0", "source": "HS97 Table 3"}),
+    Experiment("Continual Reber, forget gate (Gers 2000)", "continual_reber", "accuracy_tp",
+               {"success": "solved", "sequences": "-", "error": "-", "source": "GSC00"}),
+    Experiment("Continual Reber, no forget gate (Gers 2000)", "continual_reber", "accuracy_tp",
+               {"success": "fails", "sequences": "-", "error": "-", "source": "GSC00"},
+               model={"forget_gate": False}),
+    Experiment("Spike delays, peepholes (Gers 2002)", "timing", "mse",
+               {"success": "solved", "sequences": "-", "error": "-", "source": "GSS02"},
+               model={"peephole": "diagonal"}),
+    Experiment("Spike delays, no peepholes (Gers 2002)", "timing", "mse",
+               {"success": "fails", "sequences": "-", "error": "-", "source": "GSS02"},
+               model={"peephole": None}),
+]
+
+SOURCES = {
+    "HS97": "Hochreiter & Schmidhuber (1997), Long Short-Term Memory, Neural Computation 9(8)",
+    "GSC00": "Gers, Schmidhuber & Cummins (2000), Learning to Forget, Neural Computation 12(10)",
+    "GSS02": "Gers, Schraudolph & Schmidhuber (2002), Learning Precise Timing with LSTM Recurrent Networks, JMLR 3",
+}
+
+
+def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
+    """Train one seed of one experiment; returns its row of raw results."""
+    from .recipes import RECIPES
+    from .tasks import make_task
+    from .trainer import TrainConfig, build_model, train
+
+    recipe = RECIPES[exp.task]
+    task = make_task(exp.task, **{**recipe.task, **exp.task_options})
+    train_cfg = {**recipe.train, **exp.train}
+    if quick:
+        train_cfg.update(steps=min(train_cfg["steps"], 20), eval_every=10)
+    model = build_model(task, seed=seed, **{**recipe.model, **exp.model})
+    start = time.perf_counter()
+    history = train(model, task, TrainConfig(**train_cfg, seed=seed, progress=False, log_every=0))
+    test = history.records[-1]["test"]
+    return {"label": exp.label, "seed": seed, "solved": history.solved, "sequences": history.sequences_to_solve,
+            "error": test.get(exp.error, float("nan")), "seconds": time.perf_counter() - start,
+            "steps": history.steps_done}
+
+
+def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = "results.md", jobs=None,
+              print_fn=print) -> list[dict]:
+    """Run every experiment (or those whose task or label is in `only`) over `seeds` seeds."""
+    chosen = [e for e in EXPERIMENTS if not only or e.task in only or e.label in only]
+    if not chosen:
+        raise ValueError(f"--only: no experiment matches {only}; tasks: {sorted({e.task for e in EXPERIMENTS})}")
+    jobs = jobs or os.cpu_count() or 1
+    work = [(e, s) for e in chosen for s in range(seeds)]
+    print_fn(f"{len(chosen)} experiments x {seeds} seeds on {jobs} processes" + (" (quick)" if quick else ""))
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"     # inherited by the workers: one core each
+    start = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_one, e, s, quick) for e, s in work]
+        results = []
+        for f in futures:
+            r = f.result()
+            results.append(r)
+            print_fn(f"  {r['label']}, seed {r['seed']}: {'solved' if r['solved'] else 'not solved'}"
+                     f" ({r['sequences'] or '-'} sequences, {r['seconds']:.0f} s)")
+    table = markdown_table(chosen, results, seeds)
+    print_fn(table)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(f"# Reproduced results\n\nMeasured by `nplstm reproduce --seeds {seeds}`"
+                     f"{' --quick' if quick else ''} in {time.perf_counter() - start:.0f} s "
+                     f"({jobs} processes, one BLAS thread each).\n\n{table}\n")
+        print_fn(f"wrote {out}")
+    return results
+
+
+def markdown_table(experiments, results, seeds) -> str:
+    head = ("| experiment | solved (ours) | paper | training sequences, median [range] (ours) | paper "
+            "| test error, median (ours) | paper | wall time per seed, median |\n"
+            "|---|---|---|---|---|---|---|---|")
+    rows = []
+    for e in experiments:
+        rs = [r for r in results if r["label"] == e.label]
+        solved = [r["sequences"] for r in rs if r["solved"]]
+        seqs = f"{statistics.median(solved):,.0f} [{min(solved):,}–{max(solved):,}]" if solved else "-"
+        err = statistics.median(r["error"] for r in rs)
+        rows.append(f"| {e.label} | {len(solved)}/{len(rs)} | {e.paper['success']} | {seqs} | {e.paper['sequences']} "
+                    f"| {e.error} {err:.4g} | {e.paper['error']} | {statistics.median(r['seconds'] for r in rs):.0f} s |")
+    notes = "\n".join(f"- {k}: {v}" for k, v in SOURCES.items())
+    return "\n".join([head, *rows]) + f"\n\nSources of the papers' numbers:\n{notes}\n"
