@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_array, check_lengths
-from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward
+from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
 
 class LSTM:
@@ -81,6 +81,15 @@ class LSTM:
             check_array("dstate dc_n", dc_n, s_shape, self.dtype)
         dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config)
         return dx, dstate0
+
+    def internals(self) -> dict[str, dict[str, np.ndarray]]:
+        """Gates i, f, g, o and states c, h of the last forward, each (B, T, H), per layer and direction.
+
+        Keyed "l0", "l0_reverse", "l1", ...; for looking inside (plots, saturation, cell growth).
+        """
+        if self._cache is None:
+            raise ValueError("internals() called before forward(): run the LSTM on some input first")
+        return stack_internals(self._cache, self.config)
 
     def _check_params(self):
         for name, shape in self.config.param_shapes().items():

@@ -30,7 +30,7 @@ RECIPES = {
         model={"hidden_size": 16}, train={"batch_size": 8, "lr": 1e-2, "steps": 3000, "eval_every": 25}),
     "continual_reber": Recipe(
         "embedded Reber strings in one stream without resets (Gers, Schmidhuber & Cummins 2000)",
-        model={"hidden_size": 32}, train={"batch_size": 16, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
+        model={"hidden_size": 32}, train={"batch_size": 16, "lr": 1e-2, "steps": 3000, "eval_every": 50}),
     "noise_free_lag": Recipe(
         "remember the first symbol over p steps (1997, Exp. 2a)",
         task={"p": 100}, model={"hidden_size": 32, "forget_bias": 5.0},
@@ -41,9 +41,10 @@ RECIPES = {
         train={"batch_size": 32, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
     "timing": Recipe(
         "measure the delay between spikes to the step (Gers, Schraudolph & Schmidhuber 2002)",
-        model={"hidden_size": 16}, train={"batch_size": 16, "lr": 1e-2, "steps": 4000, "eval_every": 100}),
+        task={"T": 200, "t_min": 10, "t_max": 30},
+        model={"hidden_size": 16}, train={"batch_size": 16, "lr": 1e-2, "steps": 3000, "eval_every": 50}),
     "charlm": Recipe(
         "character-level language model on any UTF-8 text (default: Python's own documentation)",
-        model={"hidden_size": 128}, train={"batch_size": 32, "lr": 3e-3, "steps": 2000, "eval_every": 200,
+        model={"hidden_size": 128}, train={"batch_size": 32, "lr": 3e-3, "steps": 2000, "eval_every": 250,
                                            "early_stop": False}),
 }

@@ -6,12 +6,14 @@ budget runs out. Seeds run in parallel processes, one BLAS thread each.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-import multiprocessing
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,14 @@ def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
     model = build_model(task, seed=seed, **{**recipe.model, **exp.model})
     start = time.perf_counter()
     history = train(model, task, TrainConfig(**train_cfg, seed=seed, progress=False, log_every=0))
+    seconds = time.perf_counter() - start
     test = history.records[-1]["test"]
+    probe = task.test_set()                  # how large the cell state grew on (part of) the test data
+    model.lstm.forward(probe.x[:256], lengths=None if probe.lengths is None else probe.lengths[:256])
+    max_c = max(float(np.abs(v["c"]).max()) for v in model.lstm.internals().values())
     return {"label": exp.label, "seed": seed, "solved": history.solved, "sequences": history.sequences_to_solve,
-            "error": test.get(exp.error, float("nan")), "seconds": time.perf_counter() - start,
-            "steps": history.steps_done}
+            "error": test.get(exp.error, float("nan")), "seconds": seconds, "steps": history.steps_done,
+            "max_c": max_c}
 
 
 def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = "results.md", jobs=None,
@@ -106,8 +112,8 @@ def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = 
 
 def markdown_table(experiments, results, seeds) -> str:
     head = ("| experiment | solved (ours) | paper | training sequences, median [range] (ours) | paper "
-            "| test error, median (ours) | paper | wall time per seed, median |\n"
-            "|---|---|---|---|---|---|---|---|")
+            "| test error, median (ours) | paper | max abs(c), median | wall time per seed, median |\n"
+            "|---|---|---|---|---|---|---|---|---|")
     rows = []
     for e in experiments:
         rs = [r for r in results if r["label"] == e.label]
@@ -115,6 +121,7 @@ def markdown_table(experiments, results, seeds) -> str:
         seqs = f"{statistics.median(solved):,.0f} [{min(solved):,}–{max(solved):,}]" if solved else "-"
         err = statistics.median(r["error"] for r in rs)
         rows.append(f"| {e.label} | {len(solved)}/{len(rs)} | {e.paper['success']} | {seqs} | {e.paper['sequences']} "
-                    f"| {e.error} {err:.4g} | {e.paper['error']} | {statistics.median(r['seconds'] for r in rs):.0f} s |")
+                    f"| {e.error} {err:.4g} | {e.paper['error']} | {statistics.median(r['max_c'] for r in rs):.3g} "
+                f"| {statistics.median(r['seconds'] for r in rs):.0f} s |")
     notes = "\n".join(f"- {k}: {v}" for k, v in SOURCES.items())
     return "\n".join([head, *rows]) + f"\n\nSources of the papers' numbers:\n{notes}\n"

@@ -176,6 +176,27 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig):
     return np.ascontiguousarray(dx), (dh0, dc0), grads
 
 
+def stack_internals(cache: StackCache, cfg: LSTMConfig) -> dict[str, dict[str, np.ndarray]]:
+    """The gates and states of the last forward, batch-first and in the caller's row order.
+
+    Returns {prefix: {"i", "f", "g", "o", "c", "h": (B, T, H)}} for each layer and direction
+    (prefix "l0", "l0_reverse", ...); c and h are c_t and h_t after step t, in input time order.
+    Padded steps hold zeros in c and h, and meaningless values in the gates.
+    """
+    caches, order, _, flip = cache
+    unsort = None if order is None else np.argsort(order)
+    out = {}
+    for (k, d, pre), c in zip(cfg.prefixes(), caches):
+        series = {name: c.gates[:, :, j] for j, name in enumerate("ifgo")}
+        series.update(c=c.c[1:], h=c.h[1:])
+        for name, a in series.items():
+            a = a if d == 0 else _flip(a, flip)              # back to input time order
+            a = a.transpose(1, 0, 2)                          # (B, T, H)
+            series[name] = np.ascontiguousarray(a if unsort is None else a[unsort])
+        out[pre.rstrip(".")] = series
+    return out
+
+
 def _peepholes(params, pre, cfg):
     if cfg.peephole is None:
         return None
