@@ -38,16 +38,16 @@ def step_flops(B, T, I, H, peephole=None) -> float:
 
 def cache_formula(B, T, I, H) -> int:
     """Elements nplstm keeps for backward, one layer and direction (docs/performance.md):
-    x (T·B·I), the four gates (T·B·4H), tanh(c_t) (T·B·H), and h, c including the initial state
-    (2·(T+1)·B·H)."""
-    return T * B * (I + 5 * H) + 2 * (T + 1) * B * H
+    [x, 1] (T·B·(I+1)), the four gates (T·B·4H), tanh(c_t) (T·B·H), and h, c including the
+    initial state (2·(T+1)·B·H)."""
+    return T * B * (I + 1 + 5 * H) + 2 * (T + 1) * B * H
 
 
 def cache_elements(lstm: LSTM) -> int:
     """Elements of the distinct arrays held in the LSTM's last forward cache."""
     seen, total = set(), 0
     for cache in lstm._cache.caches:
-        for a in (cache.x, cache.gates, cache.c, cache.h, cache.tanh_c):
+        for a in (cache.x1, cache.gates, cache.c, cache.h, cache.tanh_c):
             base = a if a.base is None else a.base
             if id(base) not in seen:
                 seen.add(id(base))

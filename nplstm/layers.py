@@ -37,6 +37,7 @@ class LSTM:
         self.params = init_params(self.config, np.random.default_rng(seed), self.dtype, forget_bias)
         self.grads: dict[str, np.ndarray] = {}
         self._cache = None
+        self._workspace: dict = {}   # scratch arrays reused from call to call (see lstm.Workspace)
 
     def forward(self, x: np.ndarray, state=None, lengths=None):
         """x: (B, T, I); state: (h_0, c_0) each (L·D, B, H) or None for zeros; lengths: (B,) ints or None.
@@ -58,7 +59,7 @@ class LSTM:
             check_array("state h_0", h0, (LD, B, H), self.dtype, finite=True)
             check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
         self._check_params()
-        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg)
+        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace)
         self._shapes = (y.shape, state_n[0].shape)
         return y, state_n
 
@@ -79,7 +80,8 @@ class LSTM:
             dh_n, dc_n = _pair("dstate", dstate)
             check_array("dstate dh_n", dh_n, s_shape, self.dtype)
             check_array("dstate dc_n", dc_n, s_shape, self.dtype)
-        dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config)
+        dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config,
+                                                 self._workspace)
         return dx, dstate0
 
     def internals(self) -> dict[str, dict[str, np.ndarray]]:

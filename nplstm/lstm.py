@@ -17,9 +17,30 @@ I, F, G, O = range(4)  # gate blocks along the 4H axis
 IF = slice(I, G)        # i and f together: the gates that peek at c_{t-1}
 
 
+class Workspace:
+    """Scratch arrays kept between calls, by name. A fresh multi-megabyte array costs page faults
+    on first touch, which shows at large sizes; reusing one does not. Whatever a call takes from
+    a workspace is overwritten by the next call that uses the same workspace."""
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype)
+        if zero:
+            a.fill(0)
+        return a
+
+
+def _fresh(name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
+    return (np.zeros if zero else np.empty)(shape, dtype)
+
+
 class Cache(NamedTuple):
     """What the backward pass needs from the forward pass of one layer and direction."""
-    x: np.ndarray            # (T, B, I) input
+    x1: np.ndarray           # (T, B, I+1) the input with a column of ones: [x_t, 1]
     gates: np.ndarray        # (T, B, 4, H) activations i, f, g, o (f = 1 without a forget gate)
     c: np.ndarray            # (T+1, B, H) cell states, c[0] = c_0
     h: np.ndarray            # (T+1, B, H) hidden states, h[0] = h_0
@@ -29,35 +50,40 @@ class Cache(NamedTuple):
     forget_gate: bool
 
 
-def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True):
+def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True,
+                 ws: Workspace | None = None):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0, c0: (B, H); W: (I, 4H); R: (H, 4H); b: (4H,);
     p: (p_i, p_f, p_o), each (H,) for "diagonal" or (H, H) for "full"; None without peepholes.
+    ws: a Workspace to take the cache's arrays from (None: fresh arrays).
     Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache.
     Rows past n_t keep zeros in h[t+1], c[t+1]: the caller reads final states at each row's length.
     """
     T, B, _ = x.shape
     H = R.shape[0]
-    ragged = batch_sizes[-1] < B
-    alloc = np.zeros if ragged else np.empty  # finished rows must hold finite zeros for the GEMMs below
+    ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs below
+    alloc = _fresh if ws is None else ws.get
     # σ(a) = (1 + tanh(a/2)) / 2. Halving the i, f, o columns of W, R, b and the peepholes once here
     # lets one tanh call per step produce i, f and g together; `_tanh_to_sigmoid` finishes σ.
     half = np.full(4 * H, 0.5, x.dtype)
     half[G * H:(G + 1) * H] = 1.0
-    gates = (x.reshape(T * B, -1) @ (W * half)).reshape(T, B, 4 * H)  # input projections, one GEMM
-    gates += b * half
+    x1 = alloc("x1", (T, B, x.shape[2] + 1), x.dtype)
+    x1[..., :-1], x1[..., -1] = x, 1.0       # [x_t, 1] [W; b] = x_t W + b: the bias rides in the GEMM
+    Wb = np.concatenate([W, b[None]]) * half
+    gates = alloc("gates", (T, B, 4 * H), x.dtype)
+    np.matmul(x1.reshape(T * B, -1), Wb, out=gates.reshape(T * B, 4 * H))  # input projections, one GEMM
     gates4 = gates.reshape(T, B, 4, H)       # same memory, one gate per block
     R_half = R * half
     if peephole == "diagonal":
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
     elif peephole == "full":
         p_if, p_o = np.concatenate(p[:2], axis=1) * 0.5, p[2] * 0.5  # (H, 2H): c_prev @ [P_i | P_f]
-    h = alloc((T + 1, B, H), dtype=x.dtype)
-    c = alloc((T + 1, B, H), dtype=x.dtype)
-    tanh_c = alloc((T, B, H), dtype=x.dtype)
+    h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
+    c = alloc("c", (T + 1, B, H), x.dtype, zero=ragged)
+    tanh_c = alloc("tanh_c", (T, B, H), x.dtype, zero=ragged)
     h[0], c[0] = h0, c0
-    rec = np.empty((B, 4 * H), x.dtype)      # h_{t-1} R, reused every step
+    rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
     for t, n in enumerate(batch_sizes):
         a, a4 = gates[t, :n], gates4[t, :n]  # (n, 4H) and its (n, 4, H) view, activated in place
         a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
@@ -86,7 +112,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             _tanh_to_sigmoid(o)              # o_t
         np.tanh(c_t, out=tanh_c[t, :n])
         np.multiply(o, tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
-    return h, c, Cache(x, gates4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
+    return h, c, Cache(x1, gates4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
 
 
 def _tanh_to_sigmoid(u):
@@ -121,29 +147,30 @@ def _local_derivatives(gates4, c_prev, tanh_c, K, Kc, forget_gate):
     return K, Kc
 
 
-def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None):
+def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace | None = None):
     """Backpropagate through time for one direction.
 
     dy: (T, B, H) gradient of the outputs h_1..h_T (rows past n_t are ignored);
-    dh_n, dc_n: (B, H) gradient of each row's final state.
+    dh_n, dc_n: (B, H) gradient of each row's final state; ws: a Workspace for scratch arrays.
     Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o"}.
     """
-    x, gates4, c, h, tanh_c, batch_sizes, peephole, forget_gate = cache
-    T, B, _ = x.shape
+    x1, gates4, c, h, tanh_c, batch_sizes, peephole, forget_gate = cache
+    T, B, _ = x1.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
-    da_all = (np.zeros if ragged else np.empty)((T, B, 4 * H), dtype=x.dtype)  # δa_t = dL/da_t
+    alloc = _fresh if ws is None else ws.get
+    da_all = alloc("da", (T, B, 4 * H), x1.dtype, zero=ragged)  # δa_t = dL/da_t; finished rows stay 0
     da4_all = da_all.reshape(T, B, 4, H)
-    dh = dh_n.astype(x.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
-    dc = dc_n.astype(x.dtype, copy=True)   # (B, H) running δc_t
+    dh = dh_n.astype(x1.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
+    dc = dc_n.astype(x1.dtype, copy=True)   # (B, H) running δc_t
     if peephole == "diagonal":
         p_if, p_o = np.stack(p[:2]), p[2]    # (2, H), (H,)
     elif peephole == "full":
         p_if = np.ascontiguousarray(np.concatenate(p[:2], axis=1).T)  # (2H, H) = [P_i | P_f]ᵀ
         p_o = np.ascontiguousarray(p[2].T)
     S = max(1, min(T, CHUNK // (B * 4 * H)))  # steps per chunk of local derivatives
-    K, Kc = np.empty((S, B, 4, H), x.dtype), np.empty((S, B, H), x.dtype)
-    tmp = np.empty((B, H), x.dtype)
+    K, Kc = alloc("K", (S, B, 4, H), x1.dtype), alloc("Kc", (S, B, H), x1.dtype)
+    tmp = alloc("tmp", (B, H), x1.dtype)
     R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
     for t1 in range(T, 0, -S):               # chunks [t0, t1), last chunk first
         t0 = max(0, t1 - S)
@@ -171,8 +198,8 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None):
             np.matmul(da, R_T, out=dh_t)     # backprop a_t into h_{t-1}
     # Weight gradients: one GEMM each over all steps and rows (finished rows have δa = 0).
     da2 = da_all.reshape(T * B, 4 * H)
-    x2 = x.reshape(T * B, -1)
-    grads = {"W": x2.T @ da2, "R": h[:-1].reshape(T * B, H).T @ da2, "b": da2.sum(axis=0)}
+    dWb = x1.reshape(T * B, -1).T @ da2      # [dW; db]: the column of ones sums δa over steps and rows
+    grads = {"W": dWb[:-1], "R": h[:-1].reshape(T * B, H).T @ da2, "b": dWb[-1]}
     if peephole == "diagonal":
         grads["p_i"] = np.einsum("tbh,tbh->h", da4_all[:, :, I], c[:-1])
         grads["p_f"] = np.einsum("tbh,tbh->h", da4_all[:, :, F], c[:-1])

@@ -19,7 +19,7 @@ class Recipe:
 RECIPES = {
     "adding": Recipe(
         "sum of two marked values in a long sequence (Hochreiter & Schmidhuber 1997, Exp. 4)",
-        task={"T": 100}, model={"hidden_size": 32, "forget_bias": 5.0},
+        task={"T": 100}, model={"hidden_size": 32, "forget_gate": False},
         train={"batch_size": 8, "lr": 1e-2, "steps": 9000, "eval_every": 125}),
     "temporal_order": Recipe(
         "classify the order of two (6a) or three (6b) far-apart symbols (1997, Exp. 6)",
@@ -33,8 +33,8 @@ RECIPES = {
         model={"hidden_size": 32}, train={"batch_size": 16, "lr": 1e-2, "steps": 3000, "eval_every": 50}),
     "noise_free_lag": Recipe(
         "remember the first symbol over p steps (1997, Exp. 2a)",
-        task={"p": 100}, model={"hidden_size": 32, "forget_bias": 5.0},
-        train={"batch_size": 8, "lr": 3e-3, "steps": 3000, "eval_every": 25}),
+        task={"p": 100}, model={"hidden_size": 32, "forget_gate": False},
+        train={"batch_size": 8, "lr": 1e-2, "steps": 3000, "eval_every": 25}),
     "copy": Recipe(
         "reproduce 10 symbols after a delay of T steps (Arjovsky, Shah & Bengio 2016)",
         task={"T": 50}, model={"hidden_size": 64, "forget_bias": 3.0},

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .lstm import Cache, F, lstm_backward, lstm_forward
+from .lstm import Cache, F, Workspace, lstm_backward, lstm_forward
 
 PEEPHOLES = ("diagonal", "full", None)
 
@@ -99,10 +99,11 @@ def _flip(a, flip):
     return a[::-1] if flip is None else a[flip]
 
 
-def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig):
+def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict | None = None):
     """Forward through all layers and directions.
 
-    x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T).
+    x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T);
+    workspace: a dict the caller keeps between calls, to reuse scratch arrays (None: fresh ones).
     Returns y (B, T, D·H) with zeros at padded steps, (h_n, c_n) each (L·D, B, H), StackCache.
     """
     B, T, _ = x.shape
@@ -130,7 +131,7 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig):
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
                                        params[pre + "W"], params[pre + "R"], params[pre + "b"], p,
                                        batch_sizes=batch_sizes, peephole=cfg.peephole,
-                                       forget_gate=cfg.forget_gate)
+                                       forget_gate=cfg.forget_gate, ws=_ws(workspace, pre))
             caches.append(cache)
             outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
             h_n.append(h[lengths, rows])     # each row's state after its own last step
@@ -141,13 +142,15 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig):
     if ragged:
         unsort = np.argsort(order)
         y, h_n, c_n = y[unsort], h_n[:, unsort], c_n[:, unsort]
-    return np.ascontiguousarray(y), (h_n, c_n), StackCache(caches, order, lengths, flip)
+    else:
+        y = y.copy()                         # its own memory: the workspace is reused next call
+    return y, (h_n, c_n), StackCache(caches, order, lengths, flip)
 
 
-def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig):
+def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, workspace: dict | None = None):
     """Backward through all layers and directions.
 
-    dy: (B, T, D·H); dh_n, dc_n: (L·D, B, H).
+    dy: (B, T, D·H); dh_n, dc_n: (L·D, B, H); workspace: as in stack_forward.
     Returns dx (B, T, I), (dh0, dc0) each (L·D, B, H), and grads keyed like params.
     """
     caches, order, lengths, flip = cache
@@ -164,7 +167,7 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig):
             dout_d = dout[..., d * H:(d + 1) * H]
             dx_d, dh0[j], dc0[j], g = lstm_backward(
                 dout_d if d == 0 else _flip(dout_d, flip), dh_n[j], dc_n[j], caches[j],
-                params[pre + "W"], params[pre + "R"], _peepholes(params, pre, cfg))
+                params[pre + "W"], params[pre + "R"], _peepholes(params, pre, cfg), ws=_ws(workspace, pre + "backward"))
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
         dout = dinp                          # (T, B, in) gradient into the layer below
@@ -192,9 +195,14 @@ def stack_internals(cache: StackCache, cfg: LSTMConfig) -> dict[str, dict[str, n
         for name, a in series.items():
             a = a if d == 0 else _flip(a, flip)              # back to input time order
             a = a.transpose(1, 0, 2)                          # (B, T, H)
-            series[name] = np.ascontiguousarray(a if unsort is None else a[unsort])
+            series[name] = a.copy() if unsort is None else a[unsort]
         out[pre.rstrip(".")] = series
     return out
+
+
+def _ws(workspace: dict | None, key: str) -> Workspace | None:
+    """The Workspace for one layer, direction and pass (forward arrays live on in the cache)."""
+    return None if workspace is None else workspace.setdefault(key, Workspace())
 
 
 def _peepholes(params, pre, cfg):

@@ -29,3 +29,21 @@ def test_internals_match_outputs_and_equations():
 def test_internals_before_forward():
     with pytest.raises(ValueError, match="before forward"):
         nplstm.LSTM(2, 3).internals()
+
+
+@pytest.mark.parametrize("B,lengths", [(1, None), (3, None), (3, [2, 5, 4])])
+def test_returned_arrays_survive_the_next_call(B, lengths):
+    """Scratch memory is reused between calls; nothing handed to the caller may alias it."""
+    rng = np.random.default_rng(1)
+    lstm = nplstm.LSTM(2, 3, bidirectional=True, seed=0)
+    lengths = None if lengths is None else np.array(lengths)
+    x1, x2 = (rng.standard_normal((B, 5, 2)).astype(np.float32) for _ in range(2))
+    y1, (h1, c1) = lstm.forward(x1, lengths=lengths)
+    inside1 = lstm.internals()
+    dx1, (dh1, _) = lstm.backward(np.ones_like(y1))
+    returned = (y1, h1, c1, dx1, dh1, inside1["l0"]["c"], *lstm.grads.values())
+    kept = [a.copy() for a in returned]
+    lstm.forward(x2, lengths=lengths)
+    lstm.backward(np.full_like(y1, 2.0))
+    for before, after in zip(kept, returned):
+        np.testing.assert_array_equal(before, after)
