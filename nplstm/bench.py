@@ -125,7 +125,7 @@ def measure(size, *, peepholes=(None, "diagonal", "full"), repeat=7, torch=None)
         fns[("nplstm", peephole, "infer")] = lambda lstm=lstm: lstm.forward(x)
     if torch is not None:
         fns[("torch", None, "train")], fns[("torch", None, "infer")] = _torch_steps(torch, B, T, I, H, x, dy)
-    reps = max(2, min(repeat, int(repeat * 2e5 / (B * T * H))))  # fewer repetitions for the largest sizes
+    reps = max(min(repeat, 5), min(repeat, int(repeat * 2e5 / (B * T * H))))  # fewer for the largest sizes
     times = {k: [] for k in fns}
     for fn in fns.values():                  # warm-up: allocations, BLAS thread start, caches
         fn()

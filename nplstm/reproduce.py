@@ -37,15 +37,16 @@ EXPERIMENTS = [
     Experiment("Noise-free lag, p = 100 (1997 Exp. 2a)", "noise_free_lag", "loss",
                {"success": "100%", "sequences": "5,040", "error": "0", "source": "HS97 Table 3"}),
     Experiment("Continual Reber, forget gate (Gers 2000)", "continual_reber", "accuracy_tp",
-               {"success": "solved", "sequences": "-", "error": "-", "source": "GSC00"}),
+               {"success": "learns (abstract)", "sequences": "-", "error": "-", "source": "GSC00"}),
     Experiment("Continual Reber, no forget gate (Gers 2000)", "continual_reber", "accuracy_tp",
-               {"success": "fails", "sequences": "-", "error": "-", "source": "GSC00"},
+               {"success": "breaks down (abstract)", "sequences": "-", "error": "-", "source": "GSC00"},
                model={"forget_gate": False}),
     Experiment("Spike delays, peepholes (Gers 2002)", "timing", "mse",
-               {"success": "solved", "sequences": "-", "error": "-", "source": "GSS02"},
+               {"success": "peepholes needed for 49 vs 50 steps (abstract)", "sequences": "-", "error": "-",
+                "source": "GSS02"},
                model={"peephole": "diagonal"}),
     Experiment("Spike delays, no peepholes (Gers 2002)", "timing", "mse",
-               {"success": "fails", "sequences": "-", "error": "-", "source": "GSS02"},
+               {"success": "-", "sequences": "-", "error": "-", "source": "GSS02"},
                model={"peephole": None}),
 ]
 
@@ -102,12 +103,27 @@ def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = 
     table = markdown_table(chosen, results, seeds)
     print_fn(table)
     if out:
+        notes = _kept_notes(out)
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(f"# Reproduced results\n\nMeasured by `nplstm reproduce --seeds {seeds}`"
                      f"{' --quick' if quick else ''} in {time.perf_counter() - start:.0f} s "
-                     f"({jobs} processes, one BLAS thread each).\n\n{table}\n")
+                     f"({jobs} processes, one BLAS thread each).\n\n{table}\n{notes}")
         print_fn(f"wrote {out}")
     return results
+
+
+NOTES_MARKER = "<!-- notes: everything below this line is kept when nplstm reproduce rewrites the file -->"
+
+
+def _kept_notes(path) -> str:
+    """The hand-written part of an existing results file (from NOTES_MARKER on), or ''."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return ""
+    at = text.find(NOTES_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
 
 
 def markdown_table(experiments, results, seeds) -> str:

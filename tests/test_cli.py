@@ -97,3 +97,13 @@ def test_reproduce_quick_writes_markdown(tmp_path):
     table = out.read_text()
     assert table.startswith("# Reproduced results") and "| Embedded Reber (1997 Exp. 1) | " in table
     assert "8,440" in table and "Hochreiter & Schmidhuber (1997)" in table
+
+
+def test_reproduce_keeps_the_notes_below_the_marker(tmp_path):
+    from nplstm.reproduce import NOTES_MARKER
+    out = tmp_path / "results.md"
+    out.write_text(f"# old table\n\n{NOTES_MARKER}\n\nOur notes stay.\n")
+    nplstm("reproduce", "--quick", "--seeds", 1, "--only", "reber", "--jobs", 1, "--out", out)
+    text = out.read_text()
+    assert "old table" not in text and text.endswith(f"{NOTES_MARKER}\n\nOur notes stay.\n")
+    assert text.index("| Embedded Reber") < text.index(NOTES_MARKER)
