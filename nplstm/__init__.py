@@ -2,21 +2,25 @@
 
 Layout: ops (stable σ, softmax) -> lstm (one layer, one direction) -> stack (layers,
 directions, ragged batches) -> layers (LSTM, Linear, Model shells); losses, optim,
-gradcheck; interop.torch (optional).
+gradcheck; anomaly (detect_anomaly: the first NaN or Inf, explained);
+rnn (a plain tanh RNN, the baseline); interop.torch (optional).
 """
+from .anomaly import AnomalyError, detect_anomaly
 from .gradcheck import GradcheckReport, gradcheck
 from .layers import LSTM, Linear, Model, linear_backward, linear_forward
 from .losses import mse, softmax_cross_entropy
 from .lstm import lstm_backward, lstm_forward
 from .ops import log_softmax, sigmoid, softmax
 from .optim import SGD, Adam, RMSprop, clip_grad_norm
+from .rnn import RNN
 from .stack import LSTMConfig, init_params, stack_backward, stack_forward
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LSTM", "Linear", "Model", "LSTMConfig", "gradcheck", "GradcheckReport",
+    "LSTM", "RNN", "Linear", "Model", "LSTMConfig", "gradcheck", "GradcheckReport",
     "mse", "softmax_cross_entropy", "SGD", "Adam", "RMSprop", "clip_grad_norm",
     "sigmoid", "softmax", "log_softmax", "lstm_forward", "lstm_backward",
     "stack_forward", "stack_backward", "init_params", "linear_forward", "linear_backward",
+    "detect_anomaly", "AnomalyError",
 ]

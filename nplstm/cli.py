@@ -90,6 +90,7 @@ def _model_config(args, recipe) -> dict:
 
 
 def _train(args):
+    from .anomaly import AnomalyError
     from .recipes import RECIPES
     from .tasks import make_task
     from .trainer import TrainConfig, build_model, train
@@ -104,13 +105,30 @@ def _train(args):
             raise ValueError(f"--resume: no checkpoint at {resume}")
     model_cfg = _model_config(args, recipe)
     cfg = TrainConfig(**_train_config(args, recipe), run_dir=run_dir, progress=not args.no_progress,
-                      log_every=0 if args.quiet else 100)
+                      log_every=0 if args.quiet else 100, detect_anomaly=args.detect_anomaly)
     model = build_model(task, seed=cfg.seed, **model_cfg)
     if not args.quiet:
         print(f"{task.name}: {model.lstm!r}, head {model.head.params['W'].shape}; "
               f"{cfg.optimizer} lr {cfg.lr}, batch {cfg.batch_size}, up to {cfg.steps} updates; run dir {run_dir}")
-    history = train(model, task, cfg, resume_from=resume)
+    try:
+        history = train(model, task, cfg, resume_from=resume)
+    except AnomalyError as err:
+        err.add_note(f"  history in {run_dir}")
+        if args.plot:
+            err.add_note(f"  report in {_write_plots(run_dir)}")
+        raise
     print(verdict(task, history, cfg))
+    if args.plot:
+        _write_plots(run_dir)
+
+
+def _write_plots(run_dir) -> Path:
+    """Pictures and report.html of a run; prints each path and returns the report's."""
+    from .plots import plot_run
+    paths = plot_run(run_dir)
+    for path in paths:
+        print(path)
+    return paths[-1]
 
 
 def verdict(task, history, cfg) -> str:
@@ -152,6 +170,12 @@ def _sample(args):
 def _reproduce(args):
     from .reproduce import run_suite
     run_suite(seeds=args.seeds, quick=args.quick, only=args.only, out=args.out, jobs=args.jobs)
+
+
+def _plot(args):
+    from .plots import plot_run
+    for path in plot_run(args.run_dir, args.out, ("png", "svg") if args.format == "both" else (args.format,)):
+        print(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,11 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, help="updates between test evaluations")
     t.add_argument("--seed", type=int, help="seed of the model and the data order (default 0)")
     t.add_argument("--no-early-stop", action="store_true", help="keep training after the criterion is met")
+    t.add_argument("--detect-anomaly", action="store_true",
+                   help="stop at the first NaN or Inf and explain where it came from (slower)")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", help="where history.json, config.json, checkpoint.npz go (default runs/TASK-TIME)")
     o.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     o.add_argument("--checkpoint-every", type=int, help="updates between checkpoints (default: at the end)")
     o.add_argument("--no-progress", action="store_true", help="plain lines instead of a tqdm bar")
+    o.add_argument("--plot", action="store_true",
+                   help="then write the run's pictures and report.html (pip install nplstm[plot])")
     o.add_argument("--quiet", action="store_true", help="print the verdict only")
     p.set_defaults(run=_train)
 
@@ -222,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results.md", help="Markdown file to write (default results.md)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: the number of cores)")
     p.set_defaults(run=_reproduce)
+
+    p = sub.add_parser("plot", help="plot a run (curves, gates, gradient flow) and write its report.html",
+                       description="Write the pictures of a run directory (loss and metric curves, gradient "
+                                   "norms, gate heatmaps, gradient flow in time) and a self-contained "
+                                   "RUN_DIR/report.html. Needs matplotlib: pip install \"nplstm[plot]\".")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `nplstm train`")
+    p.add_argument("--out", metavar="DIR", help="where the pictures go (default RUN_DIR/plots)")
+    p.add_argument("--format", choices=["png", "svg", "both"], default="png", help="picture format (default png)")
+    p.set_defaults(run=_plot)
     return parser
 
 
@@ -232,8 +269,13 @@ def main(argv=None) -> int:
         args.task_options = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from .anomaly import AnomalyError
     try:
         args.run(args)
+    except AnomalyError as err:              # a diverged run: the whole report, not a traceback
+        notes = "".join(f"\n{n}" for n in getattr(err, "__notes__", ()))
+        print(f"nplstm {args.command}: stopped at the first NaN or Inf\n{err}{notes}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as err:
         print(f"nplstm {args.command}: error: {err}", file=sys.stderr)
         return 1

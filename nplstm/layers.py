@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import anomaly
 from ._checks import check_array, check_lengths
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
@@ -46,7 +47,8 @@ class LSTM:
         the states after each sequence's last valid step, in PyTorch's layer/direction order.
         """
         cfg = self.config
-        x = check_array("x", x, (None, None, cfg.input_size), self.dtype, finite=True)
+        detect = anomaly.is_enabled()        # on: non-finite data raises AnomalyError instead of ValueError
+        x = check_array("x", x, (None, None, cfg.input_size), self.dtype, finite=not detect)
         B, T, _ = x.shape
         if B == 0 or T == 0:
             raise ValueError(f"x: expected at least one sequence of at least one step, got shape {x.shape}")
@@ -56,10 +58,16 @@ class LSTM:
             h0 = c0 = np.zeros((LD, B, H), self.dtype)
         else:
             h0, c0 = _pair("state", state)
-            check_array("state h_0", h0, (LD, B, H), self.dtype, finite=True)
-            check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
+            check_array("state h_0", h0, (LD, B, H), self.dtype, finite=not detect)
+            check_array("state c_0", c0, (LD, B, H), self.dtype, finite=not detect)
         self._check_params()
+        if detect:
+            anomaly.check_data("the input data x", x)
+            for name, s in (("the initial state h_0", h0), ("the initial state c_0", c0)):
+                anomaly.check_data(name, s, ("layer·direction", "batch index b", "hidden unit"))
         y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace)
+        if detect:
+            anomaly.check_lstm_forward(self._cache, self.params, cfg)
         self._shapes = (y.shape, state_n[0].shape)
         return y, state_n
 
@@ -80,8 +88,14 @@ class LSTM:
             dh_n, dc_n = _pair("dstate", dstate)
             check_array("dstate dh_n", dh_n, s_shape, self.dtype)
             check_array("dstate dc_n", dc_n, s_shape, self.dtype)
+        detect = anomaly.is_enabled()
+        if detect:
+            anomaly.check_lstm_inputs_backward(dy, dh_n, dc_n)
         dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config,
                                                  self._workspace)
+        if detect:
+            anomaly.check_lstm_backward(self._cache, self._workspace, self.params, self.config, dy, dh_n,
+                                        self.grads, dx, *dstate0)
         return dx, dstate0
 
     def internals(self) -> dict[str, dict[str, np.ndarray]]:
@@ -140,6 +154,8 @@ class Linear:
         check_array("x", x, (..., W.shape[0]), self.dtype)
         check_array("params['b']", b, (W.shape[1],), self.dtype)
         y, self._cache = linear_forward(x, W, b)
+        if anomaly.is_enabled():
+            anomaly.check_linear_forward(x, W, b, y)
         return y
 
     __call__ = forward
@@ -151,6 +167,8 @@ class Linear:
         x = self._cache
         check_array("dy", dy, x.shape[:-1] + (self.params["W"].shape[1],), self.dtype)
         dx, self.grads = linear_backward(dy, x, self.params["W"])
+        if anomaly.is_enabled():
+            anomaly.check_linear_backward(dy, x, self.params["W"], dx, self.grads)
         return dx
 
 

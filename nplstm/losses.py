@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import anomaly
 from ._checks import check_array
 from .ops import log_softmax
 
@@ -29,7 +30,10 @@ def mse(pred: np.ndarray, target: np.ndarray, mask=None):
     if w is not None:
         diff *= w[..., None]
     count *= pred.shape[-1]
-    return float((diff * diff).sum() / count), (2 / count) * diff
+    loss, dpred = float((diff * diff).sum() / count), (2 / count) * diff
+    if anomaly.is_enabled():
+        anomaly.check_loss("mse", loss, dpred, pred, target)
+    return loss, dpred
 
 
 def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask=None):
@@ -54,4 +58,7 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask=None):
     if w is not None:
         nll = nll * w
         dlogits *= w[..., None]
-    return float(nll.sum() / count), dlogits / np.asarray(count, logits.dtype)
+    loss, dlogits = float(nll.sum() / count), dlogits / np.asarray(count, logits.dtype)
+    if anomaly.is_enabled():
+        anomaly.check_loss("softmax cross-entropy", loss, dlogits, logits, targets)
+    return loss, dlogits

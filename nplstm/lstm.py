@@ -33,6 +33,10 @@ class Workspace:
             a.fill(0)
         return a
 
+    def last(self, name: str) -> np.ndarray | None:
+        """The array last handed out under `name`, as the last call left it (None if never)."""
+        return self._arrays.get(name)
+
 
 def _fresh(name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
     return (np.zeros if zero else np.empty)(shape, dtype)

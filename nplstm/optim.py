@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import anomaly
+
 
 def sgd_rule(p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     """v <- μ v + g;  p <- p - lr (g + μ v) with Nesterov, else p - lr v. Returns (p, v)."""
@@ -48,18 +50,41 @@ class Optimizer:
         self.t = 0  # updates taken so far
 
     def step(self, params: dict, grads: dict) -> None:
-        """Update params[k] in place for every k in grads (same shapes required)."""
+        """Update params[k] in place for every k in grads (same shapes required).
+
+        Every new value is computed before any is written, so a step that raises (a bad key, or
+        under detect_anomaly a non-finite result) leaves params and the optimizer unchanged.
+        """
         self.t += 1
+        detect = anomaly.is_enabled()
+        updates = []
         for key, g in grads.items():
             if key not in params:
+                self.t -= 1
                 raise ValueError(f"grads: key {key!r} has no parameter")
             p = params[key]
             if g.shape != p.shape:
+                self.t -= 1
                 raise ValueError(f"grads[{key!r}]: expected shape {p.shape}, got {g.shape}")
             state = self.state.get(key) or tuple(np.zeros_like(p) for _ in range(self.n_state))
-            new_p, *state = self._apply(p, g, state)
+            new_p, *new_state = self._apply(p, g, state)
+            if detect:
+                self._check(key, p, g, state, new_p)
+            updates.append((key, p, new_p, new_state))
+        for key, p, new_p, new_state in updates:
             p[...] = new_p
-            self.state[key] = tuple(state)
+            self.state[key] = tuple(new_state)
+
+    def _check(self, key, p, g, state, new_p):
+        """Anomaly mode: raise AnomalyError if new_p is not finite, with the step redone in float64."""
+        def exact_step():
+            wide = tuple(s.astype(np.float64) for s in state)
+            return self._apply(p.astype(np.float64), g.astype(np.float64), wide)[0] - p
+        try:
+            anomaly.check_update(type(self).__name__, self.lr, key, p, new_p, g, exact_step)
+        except anomaly.AnomalyError:
+            self.t -= 1                      # the step did not happen
+            raise
 
     def _apply(self, p, g, state):
         raise NotImplementedError
@@ -121,6 +146,8 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     Like torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), applied only if < 1.
     """
     norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    if anomaly.is_enabled():
+        anomaly.check_grad_norm(norm, grads)
     scale = max_norm / (norm + 1e-6)
     if scale < 1:
         for g in grads.values():

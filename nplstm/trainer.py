@@ -10,18 +10,22 @@ The task contract the trainer relies on: `name`, `input_size`, `output_size`, `l
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .anomaly import AnomalyError, detect_anomaly
 from .checkpoint import load_checkpoint, model_config, params_from, save_checkpoint, write_json
 from .layers import LSTM, Linear, Model
 from .losses import mse, softmax_cross_entropy
+from .monitor import gate_stats, grad_norms
 from .optim import SGD, Adam, RMSprop, clip_grad_norm
 
 LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
@@ -49,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 0        # updates between checkpoints (0: only at the end); needs run_dir
     run_dir: Path | None = None      # history.json, config.json, checkpoint.npz; None: write nothing
     progress: bool = True            # a tqdm bar when tqdm is installed; False (or no tqdm): plain lines
+    detect_anomaly: bool = False     # stop at the first NaN or Inf with an AnomalyError that explains it
 
     def __post_init__(self):
         choices = {"optimizer": ("adam", "sgd", "rmsprop"), "lr_schedule": ("constant", "cosine", "step")}
@@ -69,14 +74,18 @@ class TrainConfig:
 class History:
     """One record per evaluation, and the summary of the run (saved as history.json)."""
     # per evaluation: step, sequences_seen, train_loss (mean since the last one), test{loss, task metrics},
-    # lr, grad_norm{mean, max} (before clipping, since the last one), seconds (of training so far)
+    # lr, grad_norm{mean, max} (before clipping, since the last one), seconds (of training so far),
+    # grad_norm_per_param{key: root mean square of that gradient's norm since the last one, before clipping},
+    # clipped (updates since the last one whose gradient was scaled down), and from the last training
+    # batch's forward (monitor.gate_stats): saturation{prefix: {i, f, g, o}}, cell{prefix: {max_abs, mean_abs}}
     records: list[dict] = field(default_factory=list)
     solved: bool = False
     step_solved: int | None = None
     sequences_to_solve: int | None = None              # step_solved * batch_size
     steps_done: int = 0
-    stopped: str = ""                                  # "solved" | "patience" | "steps"; "" while running
+    stopped: str = ""                                  # "solved" | "patience" | "steps" | "anomaly"; "" while running
     wall_seconds: float = 0.0
+    anomaly: str = ""                                  # the AnomalyError's report when stopped == "anomaly"
 
 
 def build_model(task, hidden_size: int, *, num_layers: int = 1, peephole: str | None = "diagonal",
@@ -157,7 +166,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
         raise ValueError(f"task {task.name} is a stream (stateful): it needs a many-to-many model")
     loss_fn, test = LOSSES[task.loss], task.test_set()
     opt, rng, history = make_optimizer(cfg), np.random.default_rng(cfg.seed), History()
-    step, window = 0, {"losses": [], "grad_norms": []}
+    step, window = 0, _new_window()
     state = _zero_state(model, cfg.batch_size) if stateful else None
     if resume_from is not None:
         step, window, history, state = _resume(resume_from, model, task, opt, rng, state)
@@ -167,38 +176,72 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
     bar = _open_bar(cfg, step)
     start, stop = time.perf_counter() - history.wall_seconds, stop_reason(history, cfg)
     history.stopped = stop
-    while step < cfg.steps and not stop:
-        step += 1
-        opt.lr = lr_at(cfg, step)
-        loss, state = train_step(model, task.batch(rng, cfg.batch_size), loss_fn, state)
-        grads = model.grads
-        window["grad_norms"].append(clip_grad_norm(grads, cfg.clip or math.inf))  # the norm before clipping
-        window["losses"].append(loss)
-        opt.step(model.params, grads)
-        history.steps_done, history.wall_seconds = step, time.perf_counter() - start
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch))
-            window = {"losses": [], "grad_norms": []}
-            stop = stop_reason(history, cfg)
-            history.stopped = stop or ("steps" if step == cfg.steps else "")
-            if cfg.run_dir is not None:
-                write_json(cfg.run_dir / "history.json", dataclasses.asdict(history))
-        _report(bar, cfg, step, window, history)
-        due = history.stopped or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-        if cfg.run_dir is not None and due:
-            _save(cfg.run_dir / "checkpoint.npz", model, task, opt, rng, history, window, state)
-    if bar is not None:
-        bar.close()
+    recent = deque(window["grad_norms"][-10:], maxlen=10)   # the norm history an anomaly report shows
+    evaluating = False
+    try:
+        with detect_anomaly() if cfg.detect_anomaly else contextlib.nullcontext():
+            while step < cfg.steps and not stop:
+                step += 1
+                opt.lr = lr_at(cfg, step)
+                batch = task.batch(rng, cfg.batch_size)
+                state = _update(model, batch, loss_fn, state, opt, cfg, window, recent)
+                history.steps_done, history.wall_seconds = step, time.perf_counter() - start
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    # the cache still holds this batch's forward: read it before evaluate() runs the test set
+                    inside = gate_stats(model.lstm.internals(), batch.lengths, model.lstm.config.forget_gate)
+                    evaluating = True
+                    _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch), inside)
+                    evaluating, window = False, _new_window()
+                    stop = stop_reason(history, cfg)
+                    history.stopped = stop or ("steps" if step == cfg.steps else "")
+                    if cfg.run_dir is not None:
+                        write_json(cfg.run_dir / "history.json", dataclasses.asdict(history))
+                _report(bar, cfg, step, window, history)
+                due = history.stopped or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+                if cfg.run_dir is not None and due:
+                    _save(cfg.run_dir / "checkpoint.npz", model, task, opt, rng, history, window, state)
+    except AnomalyError as err:
+        err.add_training_context(update=step, lr=opt.lr, optimizer=type(opt).__name__, clip=cfg.clip,
+                                 grad_norms=list(recent), params=model.params, evaluating=evaluating)
+        history.stopped, history.anomaly = "anomaly", str(err)
+        if cfg.run_dir is not None:
+            write_json(cfg.run_dir / "history.json", dataclasses.asdict(history))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     history.stopped = stop or "steps"
     return history
 
 
-def _add_record(history, window, cfg, lr, test):
+def _new_window() -> dict:
+    """What the loop gathers between two evaluations (saved in checkpoints, so JSON-serializable)."""
+    return {"losses": [], "grad_norms": [], "grad_sq": {}, "clipped": 0}
+
+
+def _update(model, batch, loss_fn, state, opt, cfg, window, recent):
+    """One update: forward, backward, clipping, optimizer step; gathers the window's numbers. Returns the state."""
+    loss, state = train_step(model, batch, loss_fn, state)
+    grads = model.grads
+    for key, norm in grad_norms(grads).items():               # before clipping
+        window["grad_sq"][key] = window["grad_sq"].get(key, 0.0) + norm * norm
+    norm = clip_grad_norm(grads, cfg.clip or math.inf)        # the global norm before clipping
+    window["clipped"] += int(cfg.clip is not None and cfg.clip / (norm + 1e-6) < 1)  # clip_grad_norm's own test
+    window["grad_norms"].append(norm)
+    window["losses"].append(loss)
+    recent.append(norm)
+    opt.step(model.params, grads)
+    return state
+
+
+def _add_record(history, window, cfg, lr, test, inside):
     step, norms = history.steps_done, window["grad_norms"]
     history.records.append({
         "step": step, "sequences_seen": step * cfg.batch_size, "train_loss": float(np.mean(window["losses"])),
         "test": test, "lr": lr, "grad_norm": {"mean": float(np.mean(norms)), "max": float(np.max(norms))},
-        "seconds": history.wall_seconds})
+        "seconds": history.wall_seconds,
+        "grad_norm_per_param": {k: math.sqrt(sq / len(norms)) for k, sq in window["grad_sq"].items()},
+        "clipped": window["clipped"], **inside})
     if test["solved"] and not history.solved:
         history.solved, history.step_solved, history.sequences_to_solve = True, step, step * cfg.batch_size
 
@@ -246,7 +289,7 @@ def _resume(path, model, task, opt, rng, state):
         warnings.warn(f"task {task.name} has no get_state/set_state: its streams restart, so resume is not exact")
     if "stream/h" in arrays:
         state = arrays["stream/h"], arrays["stream/c"]
-    return meta["step"], meta["window"], History(**meta["history"]), state
+    return meta["step"], {**_new_window(), **meta["window"]}, History(**meta["history"]), state
 
 
 def _open_bar(cfg, step):

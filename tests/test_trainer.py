@@ -168,7 +168,8 @@ def test_run_files_are_valid_json_with_expected_fields(tmp_path):
     saved = json.loads((tmp_path / "run" / "history.json").read_text())
     assert saved["stopped"] == "steps" and saved["steps_done"] == 20 and saved["wall_seconds"] > 0
     record = saved["records"][-1]
-    assert set(record) == {"step", "sequences_seen", "train_loss", "test", "lr", "grad_norm", "seconds"}
+    assert set(record) == {"step", "sequences_seen", "train_loss", "test", "lr", "grad_norm", "seconds",
+                           "grad_norm_per_param", "clipped", "saturation", "cell"}    # the last four: monitoring
     assert record["step"] == 20 and record["sequences_seen"] == 160
     assert set(record["test"]) == {"loss", "mse", "solved"} and set(record["grad_norm"]) == {"mean", "max"}
     assert saved["records"] == history.records

@@ -1,0 +1,343 @@
+"""Pictures of a training run: loss and metric curves, gradient norms, gates, gradient flow in time.
+
+Data functions (NumPy only) compute what is drawn; figure functions return matplotlib Figures on
+the non-interactive Agg canvas (matplotlib is imported inside them: pip install "nplstm[plot]");
+`run_figures` makes every figure for a run directory and `save_figures` writes them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .layers import LSTM, Model
+from .rnn import RNN
+from .stack import LSTMConfig
+
+if TYPE_CHECKING:
+    from .tasks import Task
+
+FORMATS = ("png", "svg")
+MAX_STEPS = 100                              # steps of the test sequence shown in gates and gradient flow
+
+
+class MissingExtra(ImportError, ValueError):
+    """matplotlib is not installed. A ValueError too, so that the command line prints one line."""
+
+
+@dataclass
+class Run:
+    """What a run directory holds (written by nplstm.trainer.train with run_dir)."""
+    path: Path
+    config: dict                             # config.json: {"train", "model", "task"}
+    history: dict                            # history.json: History as a dict
+    model: Model | None                      # rebuilt from checkpoint.npz; None without one
+    task: Task                               # make_task(config's task name, **its options)
+
+
+def load_run(run_dir) -> Run:
+    """Read config.json, history.json and checkpoint.npz (if any) of a run; ValueError if it is not one."""
+    from .checkpoint import load_checkpoint, model_from_config, params_from
+    from .tasks import make_task
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ValueError(f"run dir {path}: no such directory")
+    found = {}
+    for name in ("config.json", "history.json"):
+        try:
+            found[name] = json.loads((path / name).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"run dir {path}: no {name} (expected a directory written by `nplstm train`)") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"run dir {path}: {name} is not valid JSON ({err})") from None
+    config, history = found["config.json"], found["history.json"]
+    if not isinstance(history.get("records"), list) or not isinstance(config.get("task"), dict):
+        raise ValueError(f"run dir {path}: history.json or config.json is not as `nplstm train` writes them")
+    model = None
+    if (path / "checkpoint.npz").exists():
+        arrays, _ = load_checkpoint(path / "checkpoint.npz")
+        model = model_from_config(config["model"])
+        model.load_params(params_from(arrays, model, path / "checkpoint.npz"))
+    task = make_task(config["task"]["name"], **(config["task"].get("options") or {}))
+    return Run(path, config, history, model, task)
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def split_metrics(test: dict) -> tuple[list[str], list[str]]:
+    """A test record's metrics worth a curve (all but loss and solved), and the reference values a task
+    reports alongside them (baseline_*, *_entropy), drawn as dashed lines."""
+    references = [k for k in test if k.startswith("baseline_") or k.endswith("_entropy")]
+    return [k for k in test if k not in ("loss", "solved") and k not in references], references
+
+
+def one_test_sequence(task, max_steps: int = MAX_STEPS) -> np.ndarray:
+    """The first test sequence of a task, cut at its length and at max_steps -> x (1, T, I)."""
+    test = task.test_set()
+    T = test.x.shape[1] if test.lengths is None else int(test.lengths[0])
+    return np.array(test.x[:1, :min(T, max_steps)])
+
+
+def lstm_state_gradients(lstm: LSTM, x: np.ndarray, dy_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """||∂L/∂h_t|| and ||∂L/∂c_t|| for every state of a unidirectional LSTM, L = <dy_last, y_{T-1}>.
+
+    x: (B, T, I); dy_last: (B, H), the gradient at the last step's output (zero at every other step).
+    Returns two (T,) arrays: entry t is the norm (over layers, rows and units) of the gradient with
+    respect to the state (h, c) that enters step t, t = 0 being the initial state. It is exact: the
+    run from step t on is the LSTM itself started from that state, so its dstate_0 is ∂L/∂(h, c).
+    """
+    cfg = lstm.config
+    if cfg.bidirectional:
+        raise ValueError("lstm_state_gradients: a bidirectional LSTM has no single direction of time")
+    B, T, _ = x.shape
+    L, H = cfg.num_layers, cfg.hidden_size
+    lstm.forward(x)
+    inside = lstm.internals()
+    h = np.stack([inside[f"l{k}"]["h"] for k in range(L)])  # (L, B, T, H)
+    c = np.stack([inside[f"l{k}"]["c"] for k in range(L)])
+    zeros = np.zeros((L, B, H), lstm.dtype)
+    dh_norm, dc_norm = np.empty(T), np.empty(T)
+    for t in range(T):
+        state = (zeros, zeros) if t == 0 else (h[:, :, t - 1], c[:, :, t - 1])  # after steps 0..t-1
+        lstm.forward(x[:, t:], state)
+        dy = np.zeros((B, T - t, H), lstm.dtype)
+        dy[:, -1] = dy_last
+        _, (dh0, dc0) = lstm.backward(dy)
+        dh_norm[t], dc_norm[t] = np.linalg.norm(dh0), np.linalg.norm(dc0)
+    return dh_norm, dc_norm
+
+
+def rnn_state_gradients(rnn: RNN, x: np.ndarray, dy_last: np.ndarray) -> np.ndarray:
+    """||∂L/∂h_t|| for every state of a plain RNN, L = <dy_last, y_{T-1}>; as lstm_state_gradients.
+
+    x: (B, T, I); dy_last: (B, H) -> (T,).
+    """
+    B, T, _ = x.shape
+    y, _ = rnn.forward(x)
+    dh_norm = np.empty(T)
+    for t in range(T):
+        state = np.zeros((1, B, rnn.hidden_size), rnn.dtype) if t == 0 else y[None, :, t - 1]
+        rnn.forward(x[:, t:], state)
+        dy = np.zeros((B, T - t, rnn.hidden_size), rnn.dtype)
+        dy[:, -1] = dy_last
+        _, dh0 = rnn.backward(dy)
+        dh_norm[t] = np.linalg.norm(dh0)
+    return dh_norm
+
+
+def gradient_flow(x: np.ndarray, cfg: LSTMConfig, trained: LSTM | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """The curves of the gradient-flow figure, "model: quantity" -> (T,) norms, computed in float64.
+
+    x: (1, T, I); cfg: the LSTM's shape, copied by a fresh LSTM (unidirectional here) and by a fresh
+    plain RNN (same I and H); trained: the trained LSTM too, if given and unidirectional.
+    The loss gradient at the last step is the same unit vector for every model.
+    """
+    x = x.astype(np.float64)
+    dy_last = np.random.default_rng(seed).standard_normal((x.shape[0], cfg.hidden_size))
+    dy_last /= np.linalg.norm(dy_last)
+    rnn = RNN(cfg.input_size, cfg.hidden_size, dtype=np.float64, seed=seed)
+    curves = {"plain RNN, fresh: ‖∂L/∂h_t‖": rnn_state_gradients(rnn, x, dy_last)}
+    models = {"fresh": _float64_lstm(cfg, seed)}
+    if trained is not None and not trained.config.bidirectional:
+        models["trained"] = _float64_lstm(cfg, seed, trained.params)
+    for name, lstm in models.items():
+        dh, dc = lstm_state_gradients(lstm, x, dy_last)
+        curves[f"LSTM, {name}: ‖∂L/∂h_t‖"], curves[f"LSTM, {name}: ‖∂L/∂c_t‖"] = dh, dc
+    return curves
+
+
+def _float64_lstm(cfg: LSTMConfig, seed: int, params: dict | None = None) -> LSTM:
+    lstm = LSTM(cfg.input_size, cfg.hidden_size, num_layers=cfg.num_layers, peephole=cfg.peephole,
+                forget_gate=cfg.forget_gate, dtype=np.float64, seed=seed)
+    if params is not None:
+        lstm.params = {k: v.astype(np.float64) for k, v in params.items()}
+    return lstm
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+def _figure(**kwargs):
+    """A matplotlib Figure on an Agg canvas (no pyplot, no global backend)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingExtra('nplstm\'s plots need matplotlib: pip install "nplstm[plot]"') from None
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _mark_solved(ax, history: dict) -> None:
+    if history.get("solved"):
+        ax.axvline(history["step_solved"], color="tab:green", ls=":", lw=1, label="solved")
+
+
+def curves_figure(history: dict, config: dict):
+    """Train and test loss, then one panel per test metric, against updates (sequences on top)."""
+    records = history["records"]
+    steps = [r["step"] for r in records]
+    metrics, references = split_metrics(records[-1]["test"])
+    n = 1 + len(metrics)
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig = _figure(figsize=(5.5 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    B = config["train"]["batch_size"]
+    ax = axes[0]
+    ax.plot(steps, [r["train_loss"] for r in records], marker=".", label="train loss")
+    ax.plot(steps, [r["test"]["loss"] for r in records], marker=".", label="test loss")
+    ax.secondary_xaxis("top", functions=(lambda s: s * B, lambda n: n / B)).set_xlabel("sequences")
+    ax.set_title(f"{config['task']['name']}: loss")
+    for ax, name in zip(axes[1:], metrics):
+        ax.plot(steps, [r["test"].get(name, np.nan) for r in records], marker=".", label=f"test {name}")
+        ax.set_title(name)
+    for ref in references:                   # baseline_K beside K, anything else beside the loss
+        target = ref.removeprefix("baseline_")
+        ax = axes[1 + metrics.index(target)] if target in metrics else axes[0]
+        ax.axhline(records[-1]["test"][ref], color="gray", ls="--", lw=1, label=ref)
+    for ax in axes[:n]:
+        _mark_solved(ax, history)
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig
+
+
+def grad_norm_figure(history: dict, config: dict):
+    """The global gradient norm (mean and max between evaluations, before clipping), and per
+    parameter when the records have a grad_norm_per_param dict."""
+    records = history["records"]
+    steps = [r["step"] for r in records]
+    per_param = [r.get("grad_norm_per_param") for r in records]
+    has_per_param = any(isinstance(p, dict) and p for p in per_param)
+    fig = _figure(figsize=(6.5, 3.4 * (1 + has_per_param)), layout="constrained")
+    axes = fig.subplots(1 + has_per_param, 1, squeeze=False)[:, 0]
+    ax = axes[0]
+    for stat in ("mean", "max"):
+        ax.plot(steps, [r["grad_norm"][stat] for r in records], marker=".", label=f"{stat} since last evaluation")
+    clip = config["train"].get("clip")
+    if clip:
+        ax.axhline(clip, color="gray", ls="--", lw=1, label=f"clip {clip:g}")
+    ax.set_title("global gradient norm (before clipping)")
+    if has_per_param:
+        names = sorted({k for p in per_param if isinstance(p, dict) for k in p})
+        for k, name in enumerate(names):     # past the 10 colours of the cycle, dashed
+            axes[1].plot(steps, [_norm_value((p or {}).get(name)) for p in per_param], ls="-" if k < 10 else "--",
+                         label=name)
+        axes[1].set_title("gradient norm per parameter")
+    for ax in axes:
+        _mark_solved(ax, history)
+        ax.set_yscale("log")
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def _norm_value(v) -> float:
+    """A per-parameter record entry: a number, or a dict with a "mean"."""
+    if isinstance(v, dict):
+        v = v.get("mean")
+    return np.nan if v is None else float(v)
+
+
+def gates_figure(internals: dict[str, np.ndarray], title: str = ""):
+    """Heatmaps (units × time) of i, f, g, o and c for one sequence. internals: name -> (T, H)."""
+    fig = _figure(figsize=(8, 9), layout="constrained")
+    axes = fig.subplots(5, 1, sharex=True)
+    c_max = max(float(np.abs(internals["c"]).max()), 1e-6)
+    scales = {"i": (0, 1, "viridis"), "f": (0, 1, "viridis"), "g": (-1, 1, "RdBu_r"), "o": (0, 1, "viridis"),
+              "c": (-c_max, c_max, "RdBu_r")}
+    names = {"i": "input gate i", "f": "forget gate f", "g": "cell input g", "o": "output gate o", "c": "cell state c"}
+    for ax, (key, (vmin, vmax, cmap)) in zip(axes, scales.items()):
+        image = ax.imshow(internals[key].T, aspect="auto", origin="lower", interpolation="nearest",
+                          vmin=vmin, vmax=vmax, cmap=cmap)
+        fig.colorbar(image, ax=ax, pad=0.01)
+        ax.set_title(names[key], fontsize="medium", loc="left")
+        ax.set_ylabel("unit")
+    axes[-1].set_xlabel("t")
+    fig.suptitle(title)
+    return fig
+
+
+def gradient_flow_figure(curves: dict[str, np.ndarray], title: str = ""):
+    """Norms of the state gradients against t, log scale. curves: "model: quantity" -> (T,);
+    one colour per model, ∂L/∂h dashed and ∂L/∂c solid for the LSTM."""
+    fig = _figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    colours = {}
+    for label, norms in curves.items():
+        model = label.split(":")[0]
+        colour = colours.setdefault(model, f"C{len(colours)}")
+        dashed = "LSTM" in model and "∂h" in label
+        ax.plot(np.arange(len(norms)), np.where(norms > 0, norms, np.nan), marker=".", ms=3, color=colour,
+                ls="--" if dashed else "-", label=label)
+    T = len(next(iter(curves.values())))
+    ax.set_yscale("log")
+    ax.set_xlabel(f"t: the state entering step t (the loss is on the output of step {T - 1})")
+    ax.set_ylabel("gradient norm")
+    ax.set_title(title or "gradient flow back in time")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return fig
+
+
+# ---- a run --------------------------------------------------------------------------------------
+
+def run_figures(run: Run) -> dict[str, object]:
+    """Every figure of a run, by file stem: curves and grad_norm (once there are evaluations),
+    gates_<layer> (with a checkpoint), gradient_flow."""
+    name = run.config["task"]["name"]
+    figures = {}
+    if run.history["records"]:
+        figures["curves"] = curves_figure(run.history, run.config)
+        figures["grad_norm"] = grad_norm_figure(run.history, run.config)
+    x = one_test_sequence(run.task)
+    if run.model is not None:
+        lstm = run.model.lstm
+        lstm.forward(x.astype(lstm.dtype))
+        for key, series in lstm.internals().items():
+            figures[f"gates_{key}"] = gates_figure({k: v[0] for k, v in series.items()},
+                                                   f"{name}: gates and cell state of test sequence 0 ({key})")
+    if run.model is not None:
+        cfg, trained = run.model.lstm.config, run.model.lstm
+    else:
+        from .checkpoint import model_from_config
+        cfg, trained = model_from_config(run.config["model"]).lstm.config, None
+    figures["gradient_flow"] = gradient_flow_figure(gradient_flow(x, cfg, trained),
+                                                    f"{name}: gradient of a loss at the last step, test sequence 0")
+    return figures
+
+
+def save_figures(figures: dict, out, formats=("png",)) -> list[Path]:
+    """Write each figure as out/<name>.<format> for each format ("png", "svg") -> the paths written."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"formats: expected some of {FORMATS}, got {tuple(formats)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        for fmt in formats:
+            path = out / f"{name}.{fmt}"
+            fig.savefig(path, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(path)
+    return paths
+
+
+def plot_run(run_dir, out=None, formats=("png",), *, report: bool = True) -> list[Path]:
+    """Every figure of a run directory, written to out (default run_dir/plots), and run_dir/report.html
+    unless report=False -> the paths written, the report last."""
+    from .report import write_report
+
+    run = load_run(run_dir)
+    figures = run_figures(run)
+    paths = save_figures(figures, run.path / "plots" if out is None else out, formats)
+    return (paths + [write_report(run, figures=figures)]) if report else paths

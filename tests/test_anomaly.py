@@ -1,0 +1,274 @@
+"""detect_anomaly(): the first NaN or Inf is named, located and explained; off, nothing is checked."""
+import json
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nplstm
+from nplstm.anomaly import is_enabled
+from nplstm.optim import SGD, clip_grad_norm
+from nplstm.tasks import make_task
+from nplstm.trainer import LOSSES, TrainConfig, build_model, train, train_step
+
+QUIET = dict(progress=False, log_every=0)
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def data(B=3, T=6, I=4, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (B, T, I)).astype(np.float32)
+
+
+def raised(fn) -> nplstm.AnomalyError:
+    with nplstm.detect_anomaly(), pytest.raises(nplstm.AnomalyError) as info:
+        fn()
+    return info.value
+
+
+# --- off: opt-in, no checks, same numbers ------------------------------------------------------
+
+def test_off_by_default_nan_flows_through_silently():
+    """Detection is opt-in: without it a NaN weight gives NaN outputs, gradients and weights, and no error."""
+    assert not is_enabled()
+    lstm = nplstm.LSTM(4, 8, seed=0)
+    lstm.params["l0.R"][2, 5] = np.nan
+    y, _ = lstm.forward(data())
+    lstm.backward(np.ones_like(y))
+    nplstm.Adam(1e-2).step(lstm.params, lstm.grads)
+    assert np.isnan(y).any() and np.isnan(lstm.grads["l0.W"]).any() and np.isnan(lstm.params["l0.W"]).any()
+
+
+def test_results_are_bit_identical_with_detection_on_and_off(tmp_path):
+    def run(detect):
+        task = make_task("adding", T=10)
+        model = build_model(task, 8, seed=0)
+        cfg = TrainConfig(steps=6, batch_size=4, eval_every=3, early_stop=False, detect_anomaly=detect, **QUIET)
+        return model, train(model, task, cfg)
+
+    (m_off, h_off), (m_on, h_on) = run(False), run(True)
+    for key, p in m_off.params.items():
+        assert np.array_equal(p, m_on.params[key]), key
+    drop = lambda records: [{k: v for k, v in r.items() if k != "seconds"} for r in records]   # noqa: E731
+    assert drop(h_off.records) == drop(h_on.records)
+    assert not is_enabled()
+
+
+def test_context_manager_decorator_nesting_and_restore():
+    @nplstm.detect_anomaly()
+    def inside():
+        return is_enabled()
+
+    assert inside() and not is_enabled()
+    with nplstm.detect_anomaly():
+        with nplstm.detect_anomaly(enabled=False):
+            assert not is_enabled()
+        assert is_enabled()
+        with pytest.raises(RuntimeError):
+            with nplstm.detect_anomaly():
+                raise RuntimeError
+        assert is_enabled()
+    assert not is_enabled()
+
+
+def test_error_is_arithmetic_not_value_error():
+    assert issubclass(nplstm.AnomalyError, ArithmeticError)
+    assert not issubclass(nplstm.AnomalyError, ValueError)   # `except ValueError` for bad input won't swallow it
+
+
+# --- forward: data, a NaN weight, a float32 overflow, the reverse direction -----------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_in_data_names_the_data_and_where(bad):
+    x = data()
+    x[1, 3, 2] = bad
+    err = raised(lambda: nplstm.LSTM(4, 8, seed=0).forward(x))
+    assert err.quantity == "the input data x"
+    assert err.where == {"batch index b": 1, "time step t": 3, "feature": 2}
+    assert "the data contains NaN or Inf (1 of 72 entries" in str(err)
+    with pytest.raises(ValueError, match=r"x: contains NaN or Inf \(first at index \(1, 3, 2\)"):
+        nplstm.LSTM(4, 8, seed=0).forward(x)                     # off: the ValueError as before
+
+
+def test_nan_in_targets_names_the_targets():
+    y = np.zeros((4, 1), np.float32)
+    y[2, 0] = np.nan
+    err = raised(lambda: nplstm.mse(np.zeros((4, 1), np.float32), y))
+    assert err.quantity == "the target data y" and err.where == {"batch index b": 2, "output": 0}
+    assert "the data contains NaN or Inf" in str(err)
+
+
+@pytest.mark.parametrize("q,gate", list(enumerate(["input gate", "forget gate", "cell input g", "output gate"])))
+def test_nan_weight_names_the_gate_step_and_weight(q, gate):
+    """R[2, q·H + 5] feeds unit 5 of gate q; h_0 = 0 and 0 · NaN = NaN, so a_q is NaN from t = 0."""
+    H = 8
+    lstm = nplstm.LSTM(4, H, seed=0)
+    lstm.params["l0.R"][2, q * H + 5] = np.nan
+    err = raised(lambda: lstm.forward(data()))
+    assert err.quantity.startswith(f"the pre-activation of the {gate} (a_{'ifgo'[q]} = x_t W + h_{{t-1}} R + b")
+    assert err.where == {"layer": 0, "direction": "forward", "time step t": 0, "batch index b": 0, "hidden unit": 5}
+    assert np.isnan(err.value)
+    assert f"l0.R is already non-finite: 1 of 256 entries, the first nan at [2, {q * H + 5}]" in str(err)
+
+
+def test_float32_overflow_of_a_huge_weight():
+    """One weight of 3e38 times an input of 2 is 6e38 > float32's largest 3.4e38: a_f overflows to inf
+    exactly where that input is 2 (inputs of 0.5 give 1.5e38, still finite)."""
+    H = 8
+    lstm = nplstm.LSTM(4, H, peephole=None, seed=0)
+    lstm.params["l0.W"][0, H + 3] = 3e38                        # forget gate, unit 3
+    x = data()
+    x[:, :, 0] = 0.5
+    x[2, 4, 0] = 2.0
+    err = raised(lambda: lstm.forward(x))
+    assert err.quantity.startswith("the pre-activation of the forget gate")
+    assert err.value == np.inf
+    assert err.where == {"layer": 0, "direction": "forward", "time step t": 4, "batch index b": 2, "hidden unit": 3}
+    text = str(err)
+    assert re.search(r"max \|l0.W\| \(forget gate columns\) +3e\+38", text)
+    assert "overflow: x_t W at unit 3 is 6e+38 in exact arithmetic, beyond float32's largest value 3.4e+38" in text
+
+
+def test_huge_weights_that_cancel_are_not_an_anomaly():
+    """±1e38 weights defeat the cheap no-overflow bound, so the pre-activations are recomputed:
+    1e38 - 1e38 = 0 is finite, and nothing is raised."""
+    lstm = nplstm.LSTM(4, 8, peephole=None, seed=0)
+    lstm.params["l0.W"][:2] = np.array([[1e38], [-1e38]], np.float32)
+    x = np.zeros((2, 3, 4), np.float32)
+    x[..., :2] = 1.0
+    with nplstm.detect_anomaly():
+        y, _ = lstm.forward(x)
+    assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("num_layers,key,where", [
+    (1, "l0_reverse.W", {"layer": 0, "direction": "reverse", "time step t": 2, "batch index b": 1}),
+    (2, "l1_reverse.R", {"layer": 1, "direction": "reverse", "time step t": 2, "batch index b": 1}),
+])
+def test_reverse_direction_in_a_ragged_batch(num_layers, key, where):
+    """The reverse direction starts at each row's last valid step: for row 1 (length 3), t = 2.
+    Layer 0: x[1, 2, 0] = 1e30 times weights of 1e10 overflows only in the reverse direction.
+    Layer 1: a NaN in R meets h_0 = 0 at the reverse direction's first step; row 1 is the first
+    row (in the caller's order) whose first reverse step is its own t = 2, and rows 0, 2 are longer."""
+    lstm = nplstm.LSTM(4, 8, num_layers=num_layers, bidirectional=True, seed=0)
+    x = data()
+    if key == "l0_reverse.W":
+        lstm.params[key][0, :] = 1e10
+        x[1, 2, 0] = 1e30
+        lengths = [6, 3, 5]
+    else:
+        lstm.params[key][0, 0] = np.nan
+        lengths = [3, 3, 3]                                      # all end at t = 2; b = 0 is the first row
+        where = {**where, "batch index b": 0}
+    err = raised(lambda: lstm.forward(x, lengths=np.array(lengths)))
+    assert err.quantity.startswith("the pre-activation of the input gate")
+    assert {k: err.where[k] for k in where} == where
+
+
+# --- backward: an exploding gradient through R ---------------------------------------------------
+
+def test_backward_explosion_names_dL_dh_and_the_step():
+    """x = 0 and zero biases keep h = c = 0 and every gate at σ(0) = 0.5, g = 0 (nothing saturates).
+    Backward, only the g block passes gradient: dh_{t-1} = 0.5 (dc carried) R_g^T, and R_g = 40·Q
+    (Q orthogonal) multiplies |dh| by about 10 per step, so float32 overflows ~39 steps before the end."""
+    H, T = 8, 50
+    lstm = nplstm.LSTM(2, H, peephole=None, seed=0, forget_bias=0.0)
+    R = np.zeros((H, 4 * H), np.float32)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((H, H)))
+    R[:, 2 * H:3 * H] = 40 * q
+    lstm.params["l0.R"] = R
+    y, _ = lstm.forward(np.zeros((2, T, 2), np.float32))
+    dy = np.zeros_like(y)
+    dy[1, T - 1] = 1.0
+    # float64 oracle of the same recurrence: dc += o (1 - tanh² c) dh; da_g = i (1 - g²) dc; dc *= f
+    dh, dc, R_g = dy[1, T - 1].astype(np.float64), np.zeros(H), R[:, 2 * H:3 * H].astype(np.float64)
+    largest = []                                                # max |dL/dh_t| for t = T-1, T-2, ...
+    for t in range(T - 1, -1, -1):
+        largest.append(np.abs(dh).max())
+        if largest[-1] > F32_MAX:
+            break
+        dc = dc + 0.5 * dh
+        dh, dc = (0.5 * dc) @ R_g.T, 0.5 * dc
+    assert 0 < t < T - 10 and largest[-1] > 1.1 * F32_MAX and largest[-2] < 0.5 * F32_MAX   # far from the edge
+    err = raised(lambda: lstm.backward(dy))
+    assert err.quantity.startswith("dL/dh_t, the gradient of the hidden state h")
+    assert {k: err.where[k] for k in ("layer", "direction", "time step t", "batch index b")} == \
+        {"layer": 0, "direction": "forward", "time step t": t, "batch index b": 1}
+    text = str(err)
+    assert "max |dL/da| by step" in text and "exploding gradient" in text
+
+
+# --- the optimizer and clipping ------------------------------------------------------------------
+
+@pytest.mark.parametrize("opt", [nplstm.SGD(1e30), nplstm.Adam(1e39)])
+def test_optimizer_step_that_overflows_is_reported_and_not_applied(opt):
+    params = {"lstm.l0.W": np.full((2, 3), 0.5, np.float32), "head.b": np.zeros(1, np.float32)}
+    grads = {"lstm.l0.W": np.full((2, 3), 1e10, np.float32), "head.b": np.ones(1, np.float32)}
+    before = {k: v.copy() for k, v in params.items()}
+    err = raised(lambda: opt.step(params, grads))
+    name = type(opt).__name__
+    assert err.quantity == f"lstm.l0.W after the {name} step" and err.value == -np.inf
+    assert err.where == {"index": [0, 0]} and re.search(r"learning rate +" + re.escape(f"{opt.lr:g}"), str(err))
+    step = 1e40 if name == "SGD" else 1e39                      # lr g; Adam's first step is lr sign(g)
+    assert re.search(r"the step there \(in float64\) +" + re.escape(f"-{step:.3g}"), str(err))
+    for key in params:                                          # nothing was written, not even head.b
+        assert np.array_equal(params[key], before[key])
+    assert opt.t == 0 and opt.state == {}
+
+
+def test_gradient_norm_overflow_is_reported():
+    grads = {"w": np.full(4, 1e20, np.float32)}                 # finite, but the squares overflow float32
+    err = raised(lambda: clip_grad_norm(grads, 1.0))
+    assert err.quantity.startswith("the global gradient norm") and err.value == np.inf
+
+
+# --- a diverging run, like the seed's ------------------------------------------------------------
+
+def first_non_finite_update(task, model, cfg):
+    """Oracle: the trainer's loop written out, detection off; the first update with a non-finite
+    loss, prediction, gradient or weight."""
+    rng, opt = np.random.default_rng(cfg.seed), SGD(cfg.lr)
+    with np.errstate(all="ignore"):
+        for step in range(1, cfg.steps + 1):
+            loss, _ = train_step(model, task.batch(rng, cfg.batch_size), LOSSES[task.loss])
+            if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in model.grads.values()):
+                return step
+            clip_grad_norm(model.grads, math.inf)
+            opt.step(model.params, model.grads)
+            if not all(np.isfinite(p).all() for p in model.params.values()):
+                return step
+    return None
+
+
+def test_training_divergence_names_the_update_lr_and_norm_history(tmp_path):
+    task = make_task("adding", T=20)
+    cfg = TrainConfig(steps=40, batch_size=8, lr=1000.0, optimizer="sgd", clip=None, eval_every=20,
+                      detect_anomaly=True, run_dir=tmp_path, **QUIET)
+    expected = first_non_finite_update(task, build_model(task, 16, forget_gate=False, seed=0), cfg)
+    assert expected is not None and expected > 2
+    with pytest.raises(nplstm.AnomalyError) as info:
+        train(build_model(task, 16, forget_gate=False, seed=0), task, cfg)
+    err, text = info.value, str(info.value)
+    assert err.where["training"] == f"update {expected}"
+    assert "learning rate 1000 (SGD), no clipping (clip=None)" in text
+    assert f"gradient norm before clipping, last {expected - 1} updates (oldest first):" in text
+    assert "exploding gradients: the gradient norm grew from" in text
+    assert "gradients are not clipped (clip=None): clip the global norm" in text
+    assert "learning rate 1000 too large" in text
+    assert not is_enabled()
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["stopped"] == "anomaly" and saved["anomaly"] == text and saved["steps_done"] == expected - 1
+
+
+def test_cli_prints_the_report_and_exits_1(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "nplstm", "train", "adding", "--detect-anomaly", "--lr", "1000",
+                             "--optimizer", "sgd", "--clip", "0", "--no-progress", "--run-dir", tmp_path / "run"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "nplstm train: stopped at the first NaN or Inf" and lines[1].startswith("AnomalyError: ")
+    assert "training update" in result.stderr and "likely causes:" in result.stderr
+    assert "--clip 1" in result.stderr and "learning rate 1000" in result.stderr
