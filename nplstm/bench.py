@@ -63,8 +63,8 @@ def gemm_rate(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def gemm_floor(B, T, I, H, repeat=5) -> float:
-    """Seconds for the BLAS calls of one training step alone, shaped as lstm.py makes them.
+def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
+    """Seconds for the BLAS calls of one training step (or forward) alone, shaped as lstm.py makes them.
 
     No elementwise work: the time an LSTM built on NumPy's BLAS cannot go below.
     """
@@ -79,6 +79,8 @@ def gemm_floor(B, T, I, H, repeat=5) -> float:
         x2 @ W                               # input projections
         for _ in range(T):
             np.matmul(h, R, out=rec)         # forward recurrence
+        if forward_only:
+            return
         for t in range(T):
             np.matmul(da[t * B:(t + 1) * B], R_T, out=dh)  # backward recurrence
         x2.T @ da, hs.T @ da, da @ W_T       # dW, dR, dx
@@ -134,6 +136,7 @@ def measure(size, *, peepholes=(None, "diagonal", "full"), repeat=7, torch=None)
             times[key].append(_timed(fn))
     result = {k: float(np.median(v)) for k, v in times.items()}
     result["gemm_floor"] = gemm_floor(B, T, I, H, repeat=reps)
+    result["gemm_floor_infer"] = gemm_floor(B, T, I, H, repeat=reps, forward_only=True)
     lstm = LSTM(I, H, peephole="diagonal", seed=0)
     lstm.forward(x)
     return {"size": size, "times": result, "repeats": reps,
@@ -157,7 +160,8 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
     print_fn("training step = forward + backward to all parameters and the input; medians in ms")
     head = (f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'nplstm':>8} {'torch':>8} {'ratio':>6} {'GFLOP/s':>7} {'%GEMM':>6}"
             f" {'floor':>7} {'floor/torch':>11}"
-            f" | {'infer':>7} {'torch':>7} {'ratio':>6} | {'diag':>6} {'full':>6} | {'cache MB':>8} {'formula':>7}")
+            f" | {'infer':>7} {'torch':>7} {'ratio':>6} {'floor/torch':>11} | {'diag':>6} {'full':>6}"
+            f" | {'cache MB':>8} {'formula':>7}")
     print_fn(head)
     rows = []
     for size in grid:
@@ -168,7 +172,7 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
         gflops = step_flops(B, T, I, H) / ours / 1e9
         row = {"B": B, "T": T, "I": I, "H": H, "train_ms": ours * 1e3,
                "infer_ms": t[("nplstm", None, "infer")] * 1e3, "gflops": gflops, "gemm_fraction": gflops / rate,
-               "gemm_floor_ms": t["gemm_floor"] * 1e3,
+               "gemm_floor_ms": t["gemm_floor"] * 1e3, "infer_floor_ms": t["gemm_floor_infer"] * 1e3,
                "diagonal_over_none": t[("nplstm", "diagonal", "train")] / ours,
                "full_over_none": t[("nplstm", "full", "train")] / ours,
                "cache_mb": r["cache"] * 4 / 2 ** 20, "cache_formula_mb": r["cache_formula"] * 4 / 2 ** 20,
@@ -176,12 +180,13 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
         if torch is not None:
             row.update(torch_train_ms=t[("torch", None, "train")] * 1e3, torch_infer_ms=t[("torch", None, "infer")] * 1e3)
             row.update(train_ratio=row["train_ms"] / row["torch_train_ms"], infer_ratio=row["infer_ms"] / row["torch_infer_ms"],
-                       floor_ratio=row["gemm_floor_ms"] / row["torch_train_ms"])
+                       floor_ratio=row["gemm_floor_ms"] / row["torch_train_ms"],
+                       infer_floor_ratio=row["infer_floor_ms"] / row["torch_infer_ms"])
         rows.append(row)
         f = lambda k, w=8, p=2: f"{row[k]:>{w}.{p}f}" if k in row else f"{'-':>{w}}"
         print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {f('train_ms')} {f('torch_train_ms')} {f('train_ratio', 6)} "
                  f"{f('gflops', 7, 1)} {100 * row['gemm_fraction']:>5.0f}% {f('gemm_floor_ms', 7)} {f('floor_ratio', 11)} | {f('infer_ms', 7)} {f('torch_infer_ms', 7)} "
-                 f"{f('infer_ratio', 6)} | {f('diagonal_over_none', 6)} {f('full_over_none', 6)} | "
+                 f"{f('infer_ratio', 6)} {f('infer_floor_ratio', 11)} | {f('diagonal_over_none', 6)} {f('full_over_none', 6)} | "
                  f"{f('cache_mb', 8, 1)} {f('cache_formula_mb', 7, 1)}")
     print_fn("ratio = nplstm / torch (below 1: nplstm faster); floor = the step's BLAS calls alone (gemm_floor); "
              "diag, full = training time with peepholes / without")
