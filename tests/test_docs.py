@@ -39,6 +39,8 @@ def test_there_are_runnable_blocks():
 
 
 @pytest.mark.parametrize("doc,k,code", runnable_blocks(), ids=lambda v: str(v)[:30])
-def test_runnable_block_runs(doc, k, code, tmp_path):
+def test_runnable_block_runs(doc, k, code, request):
+    if "import torch" in code:
+        request.getfixturevalue("torch")       # skipped without torch locally, required in CI
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{doc} block {k} failed:\n{result.stderr[-2000:]}"
