@@ -1,0 +1,512 @@
+"""Why the question's LSTM gives NaN: one small demonstration per defect (docs/why-nan.md).
+
+Run all:  python examples/why_nan_demos.py           one or more:  python examples/why_nan_demos.py np_dot e_h
+Each demo prints its evidence and ends with a line "[name] defect: ... | fix: ..." (tests/test_why_nan.py
+reads it). Deterministic; each takes at most a few seconds.
+
+`SeedLayer` is the question's forward and backward with one set of weights shared by all steps, in the
+question's layout (column vectors, gate index 0 input, 1 output, 2 forget, 3 cell input a), and with
+switches for the five fixes of its backward. Shaped as an nplstm layer, nplstm.gradcheck checks it.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import nplstm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import seed_lstm as seed                                    # noqa: E402  (the reproduction, next to this file)
+from seed_lstm import CELL, FORGET, IN, OUT, Sigmoid, dSigmoid, dtanh, tanh   # noqa: E402
+
+FIXES = ("outer", "e_h", "recurrent", "carry", "peephole")
+ALL = frozenset(FIXES)
+WHAT = {"outer": "np.outer instead of np.dot",
+        "e_h": "e_h from the output error",
+        "recurrent": "the recurrent term into h_(t-1)",
+        "carry": "the carried dc_(t+1) f_(t+1)",
+        "peephole": "the peephole terms in dc"}
+
+
+class SeedLayer:
+    """The question's LSTM and output layer, weights shared over time, backward with chosen fixes.
+
+    params (float64): w (4, H, I), u (4, H, H), v (4, H, H) (v[CELL] unused: a has no peephole),
+    b (4, H), vv (O, H), d1 (O,). forward(x=x), x (I, S) -> y (O, S), from h_0 = c_0 = 0.
+    backward(dy), dy (O, S) = dL/dy (the question's e_o), fills grads, summed over t, and `per_step`
+    (each step's term, (S, *shape)); it returns nothing: the question computes no dL/dx, so
+    gradcheck gets x as a keyword argument and holds it fixed. fixes: a subset of FIXES;
+    none gives the question's backward, all of them the correct backpropagation through time.
+    """
+
+    def __init__(self, n: int = 8, *, fixes=(), seed_: int = 0):
+        rng = np.random.default_rng(seed_)
+        H = I = O = n
+        self.fixes = frozenset(fixes)
+        self.params = {"w": rng.normal(0, 0.1, (4, H, I)), "u": rng.normal(0, 0.1, (4, H, H)),
+                       "v": rng.normal(0, 0.1, (4, H, H)), "b": np.zeros((4, H)),
+                       "vv": rng.normal(0, 0.1, (O, H)), "d1": np.zeros(O)}
+        self.params["v"][CELL] = 0.0
+        self.grads: dict[str, np.ndarray] = {}
+
+    def forward(self, x):
+        w, u, v, b, vv, d1 = (self.params[k] for k in ("w", "u", "v", "b", "vv", "d1"))
+        H, S = u.shape[1], x.shape[1]
+        c, h = np.zeros((H, S + 1)), np.zeros((H, S + 1))             # column 0: h_0 = c_0 = 0; h_t in column t+1
+        pre = np.zeros((4, H, S))                                      # i_, o_, f_, a_ in the question's gate order
+        y = np.zeros((vv.shape[0], S))
+        for t in range(S):
+            x_t, h_prev, c_prev = x[:, t], h[:, t], c[:, t]
+            for k in (IN, FORGET):                                     # i and f peek at c_{t-1}
+                pre[k, :, t] = w[k] @ x_t + u[k] @ h_prev + v[k] @ c_prev + b[k]
+            pre[CELL, :, t] = w[CELL] @ x_t + u[CELL] @ h_prev + b[CELL]
+            c[:, t + 1] = Sigmoid(pre[IN, :, t]) * tanh(pre[CELL, :, t]) + Sigmoid(pre[FORGET, :, t]) * c_prev
+            pre[OUT, :, t] = w[OUT] @ x_t + u[OUT] @ h_prev + v[OUT] @ c[:, t + 1] + b[OUT]  # o peeks at c_t
+            h[:, t + 1] = Sigmoid(pre[OUT, :, t]) * tanh(c[:, t + 1])
+            y[:, t] = vv @ h[:, t + 1] + d1
+        self._cache = (x, pre, c, h)
+        return y
+
+    def backward(self, dy) -> None:
+        x, pre, c, h = self._cache
+        w, u, v, vv = (self.params[k] for k in ("w", "u", "v", "vv"))
+        fix = self.fixes
+        S = x.shape[1]
+        # np.dot of two 1-D vectors is their inner product, a scalar; np.outer is the (len e, len z) matrix
+        grad_of = np.outer if "outer" in fix else (lambda e, z: np.full((len(e), len(z)), np.dot(e, z)))
+        steps = {k: np.zeros((S, *p.shape)) for k, p in self.params.items()}
+        dh_next = dc_next = 0.0                                        # dL/dh_t, dL/dc_t arriving from step t+1
+        for t in range(S - 1, -1, -1):
+            i, f, o = Sigmoid(pre[IN, :, t]), Sigmoid(pre[FORGET, :, t]), Sigmoid(pre[OUT, :, t])
+            a = tanh(pre[CELL, :, t])
+            c_prev, c_t, h_prev, h_t = c[:, t], c[:, t + 1], h[:, t], h[:, t + 1]
+            e_h = vv.T @ dy[:, t] if "e_h" in fix else 1.0            # the question: e_h = 1
+            e_h = e_h + dh_next
+            e_c = e_h * o * dtanh(c_t)                                 # through h = o tanh(c)
+            e = np.zeros((4, len(i)))
+            e[OUT] = e_h * tanh(c_t) * dSigmoid(pre[OUT, :, t])
+            if "peephole" in fix:                                      # o peeked at c_t
+                e_c = e_c + v[OUT].T @ e[OUT]
+            e_c = e_c + dc_next
+            e[IN] = e_c * a * dSigmoid(pre[IN, :, t])
+            e[FORGET] = e_c * c_prev * dSigmoid(pre[FORGET, :, t])
+            e[CELL] = e_c * i * dtanh(pre[CELL, :, t])
+            for k in range(4):
+                steps["w"][t, k] = grad_of(e[k], x[:, t])
+                steps["u"][t, k] = grad_of(e[k], h_prev)
+                if k != CELL:
+                    steps["v"][t, k] = grad_of(e[k], c_t if k == OUT else c_prev)
+                steps["b"][t, k] = e[k]
+            steps["vv"][t] = grad_of(dy[:, t], h_t)
+            steps["d1"][t] = dy[:, t]
+            dc_next = e_c * f if "carry" in fix else 0.0              # the carousel into c_{t-1}
+            if "peephole" in fix:                                      # i and f peeked at c_{t-1}
+                dc_next = dc_next + v[IN].T @ e[IN] + v[FORGET].T @ e[FORGET]
+            dh_next = sum(u[k].T @ e[k] for k in range(4)) if "recurrent" in fix else 0.0   # a_k(t) read h_{t-1}
+        self.per_step = steps
+        self.grads = {k: s.sum(axis=0) for k, s in steps.items()}     # shared weights: sum over time
+
+
+def data(S: int = 6, n: int = 8):
+    """The reproduction's sine windows, first S steps: x, target (n, S)."""
+    return seed.sine_windows(S, n)
+
+
+def check(fixes, S: int = 6) -> nplstm.GradcheckReport:
+    """nplstm.gradcheck of SeedLayer(fixes) on S steps of the sine windows."""
+    x, _ = data(S)
+    return nplstm.gradcheck(SeedLayer(fixes=fixes), x=x)
+
+
+def off_by(fixes, S: int = 6) -> float:
+    """|g - g_correct| / |g_correct| over the LSTM's gradients (w, u, v, b together), g_correct from the
+    fully fixed backward (which passes gradcheck)."""
+    x, _ = data(S)
+    dy = np.random.default_rng(1).standard_normal((8, S))
+    flat = []
+    for f in (fixes, ALL):
+        layer = SeedLayer(fixes=f)
+        layer.forward(x=x)
+        layer.backward(dy)
+        flat.append(np.concatenate([layer.grads[k].ravel() for k in ("w", "u", "v", "b")]))
+    return float(np.linalg.norm(flat[0] - flat[1]) / np.linalg.norm(flat[1]))
+
+
+def _row(label, fixes):
+    report = check(fixes)
+    print(f"  {label:<45} {report.worst:7.1e} at {report.worst_name:<13} {'OK  ' if report.ok else 'FAIL'}"
+          f"  {off_by(fixes):8.2g}")
+    return report
+
+
+def _leave_one_out(fix):
+    """Gradcheck with every fix but `fix`, then with all: the evidence that `fix` alone is needed."""
+    return _row(f"all fixed but {WHAT[fix]}", ALL - {fix}), _row("all five fixed", ALL)
+
+
+def nplstm_arrays(p: dict) -> dict:
+    """SeedLayer's arrays (params or grads) under nplstm.Model's keys: gates reordered to i, f, g, o and
+    matrices transposed (nplstm multiplies row vectors on the right, the question column vectors on the left)."""
+    order = (IN, FORGET, CELL, OUT)
+    return {"lstm.l0.W": np.concatenate([p["w"][k].T for k in order], axis=1),
+            "lstm.l0.R": np.concatenate([p["u"][k].T for k in order], axis=1),
+            "lstm.l0.b": np.concatenate([p["b"][k] for k in order]),
+            "lstm.l0.p_i": p["v"][IN].T.copy(), "lstm.l0.p_f": p["v"][FORGET].T.copy(),
+            "lstm.l0.p_o": p["v"][OUT].T.copy(), "head.W": p["vv"].T.copy(), "head.b": p["d1"].copy()}
+
+
+def to_nplstm(layer: SeedLayer) -> nplstm.Model:
+    """An nplstm Model with full peepholes computing the same function as `layer`."""
+    H, I = layer.params["w"].shape[1:]
+    model = nplstm.Model(nplstm.LSTM(I, H, peephole="full", dtype=np.float64),
+                         nplstm.Linear(H, layer.params["vv"].shape[0], dtype=np.float64))
+    model.load_params(nplstm_arrays(layer.params))
+    return model
+
+
+def seed_step_quiet(net, x, target, t, alpha=0.1, gamma=0.1):
+    with np.errstate(all="ignore"):
+        seed.seed_step(net, x, target, t, alpha, gamma)
+
+
+def naive_tanh(x):
+    """tanh written from its definition: inf / inf = nan once |x| > 709.78 (float64)."""
+    return (np.exp(x) - np.exp(-x)) / (np.exp(x) + np.exp(-x))
+
+
+def naive_dsigmoid(x):
+    """σ'(x) written from its definition: 0 once the square overflows (x < -354.9 in float64), then
+    inf / inf = nan once exp(-x) does (x < -709.78; in float32 -44.4 and -88.7)."""
+    return np.exp(-x) / (1 + np.exp(-x)) ** 2
+
+
+def sine_model(seed_: int = 0):
+    """The same data for nplstm, batch-first: x, target (1, 100, 8) float32; a Model with full peepholes."""
+    x, target = seed.sine_windows(100, 8)
+    model = nplstm.Model(nplstm.LSTM(8, 8, peephole="full", seed=seed_), nplstm.Linear(8, 8, seed=seed_ + 1))
+    return x.T[None].astype(np.float32), target.T[None].astype(np.float32), model
+
+
+# --- the demonstrations ---------------------------------------------------------------------------------
+
+def demo_gradcheck():
+    """The question's backward against finite differences: as written, each fix left out, all fixed; nplstm."""
+    print("nplstm.gradcheck(SeedLayer(fixes=...), x=x): 8 units, 6 steps of the sine windows, float64")
+    print(f"  {'backward':<45} {'worst rel. error':<31} |dW - dW_correct| / |dW_correct| (w, u, v, b)")
+    rows = [("as written (all five defects)", frozenset())]
+    rows += [(f"all fixed but {WHAT[f]}", ALL - {f}) for f in FIXES] + [("all five fixed", ALL)]
+    reports = {label: _row(label, fixes) for label, fixes in rows}
+    print("\nthe corrected backward, array by array:")
+    print(reports["all five fixed"])
+    x, _ = data()
+    lstm = nplstm.LSTM(8, 8, peephole="full", dtype=np.float64, seed=0)
+    ours = nplstm.gradcheck(lstm, x.T[None].copy())
+    print(f"\nnplstm.LSTM(8, 8, peephole='full'): worst rel. error {ours.worst:.1e} ({'OK' if ours.ok else 'FAIL'})")
+    layer = SeedLayer(fixes=ALL)
+    dy = np.random.default_rng(1).standard_normal((8, x.shape[1]))
+    y = layer.forward(x=x)
+    layer.backward(dy)
+    model = to_nplstm(layer)
+    y2 = model.forward(x.T[None].copy())
+    model.backward(dy.T[None].copy())
+    mine = nplstm_arrays(layer.grads)
+    diff = max(float(np.abs(mine[k] - g).max() / np.abs(g).max()) for k, g in model.grads.items())
+    print(f"the corrected SeedLayer against nplstm.Model (same weights): outputs differ by "
+          f"{float(np.abs(y.T - y2[0]).max()):.1e}, gradients by {diff:.1e} (relative)")
+    worst = reports["as written (all five defects)"]
+    print(f"[gradcheck] defect: as written, worst rel. error {worst.worst:.2g} ({worst.worst_name}), "
+          f"each fix left out fails | fix: all five fixed {reports['all five fixed'].worst:.1e}, "
+          f"nplstm {ours.worst:.1e}, agreement {diff:.1e}")
+
+
+def demo_e_h():
+    """e_h = 1: the LSTM's gradient ignores the target, and descent drives every h_t to -1."""
+    x, target = data()
+    layer = SeedLayer()
+    y = layer.forward(x=x)
+    layer.backward(y - target)
+    g1 = {k: v.copy() for k, v in layer.grads.items()}
+    layer.backward(y + 5 * target)                              # a different target: -5 x the sine
+    same = max(float(np.abs(layer.grads[k] - g1[k]).max()) for k in ("w", "u", "v", "b"))
+    moved = float(np.abs(layer.grads["vv"] - g1["vv"]).max())
+    print("the question's backward with two different targets (the sine, and -5 x the sine):")
+    print(f"  LSTM weights w, u, v, b: gradients differ by at most {same:.1e}")
+    print(f"  output layer vv:          gradients differ by up to {moved:.2g}")
+    r = seed.train(epochs=2, gamma=0.01, log=lambda line: None)
+    h0, h1 = (p["mean_h"] for p in r["epochs"])
+    net = r["net"]
+    print(f"e_h = 1 is the gradient of sum_t sum_j h_t[j]; descending it pushes h to -1: mean h over "
+          f"pass 0 {h0:.3f}, pass 1 {h1:.3f}; min c {net.c.min():.3g}")
+    print("  gates over the second half of pass 1: mean i {:.3f}, f {:.3f}, o {:.3f}, a {:.3f} "
+          "(so c falls by about 1 per step)".format(*(float(getattr(net, g)[:, 50:].mean()) for g in "ifoa")))
+    without, with_ = _leave_one_out("e_h")
+    print(f"[e_h] defect: gradient of w, u, v, b independent of the target (difference {same:.1e}), "
+          f"mean h {h1:.3f}, leaving it out gradcheck {without.worst:.2g} | fix: e_h = vv^T e_o + "
+          f"(from t+1), gradcheck {with_.worst:.1e}")
+
+
+def demo_recurrent():
+    """No gradient flows into h_{t-1}: dL/dh_{t-1} = sum_k u_k^T e_k(t) is missing."""
+    without, with_ = _leave_one_out("recurrent")
+    print(f"[recurrent] defect: without dh_(t-1) += sum_k u_k^T e_k(t), gradcheck {without.worst:.2g} "
+          f"({without.worst_name}) | fix: gradcheck {with_.worst:.1e}")
+
+
+def demo_carry():
+    """e_c[:, t-1] = e_c[:, t] * f[:, t] is overwritten before anything reads it: deleting it changes nothing."""
+    x, target = seed.sine_windows(100, 8)
+    runs = []
+    for undo in (False, True):
+        net = seed.make_net(8, 100)
+        for t in range(100):
+            before = net.e_c[:, t - 1].copy()
+            seed_step_quiet(net, x, target, t)
+            if undo:                                            # as if the line were not there
+                net.e_c[:, t - 1] = before
+        runs.append(net)
+    identical = all(np.array_equal(getattr(runs[0], k), getattr(runs[1], k))
+                    for k in ("w", "u", "v", "b", "vv", "d1", "y"))
+    print(f"one pass of the reproduction, with and without the line e_c[:, t-1] = e_c[:, t] * f[:, t]: "
+          f"weights and outputs bit-identical: {identical}")
+    print("(at step t, e_c[:, t-1] was already used at step t-1; the value written now is read by nobody;"
+          " at t = 0 it writes column -1, the last one)")
+    without, with_ = _leave_one_out("carry")
+    print(f"[carry] defect: the line has no effect (bit-identical: {identical}), without dc_(t-1) += "
+          f"dc_t * f_t gradcheck {without.worst:.2g} | fix: gradcheck {with_.worst:.1e}")
+
+
+def demo_peephole():
+    """The peepholes are used forward but dropped backward: dL/dc misses v_o^T e_o(t) and v_i^T e_i, v_f^T e_f (t+1)."""
+    without, with_ = _leave_one_out("peephole")
+    print(f"[peephole] defect: without the peephole terms in dc, gradcheck {without.worst:.2g} "
+          f"({without.worst_name}) | fix: gradcheck {with_.worst:.1e}")
+
+
+def demo_np_dot():
+    """np.dot of two 1-D vectors is a scalar: every entry of dW gets the same number."""
+    rng = np.random.default_rng(0)
+    e, z = rng.standard_normal(8), rng.standard_normal(8)
+    dW = np.zeros((8, 8))
+    dW[...] = np.dot(e, z)                                      # what dw[k, t, :, :] = np.dot(e, x) does
+    print(f"np.dot(e, x) with e, x of shape (8,): {float(np.dot(e, z)):.4g}, of shape {np.shape(np.dot(e, z))}")
+    print(f"assigned into an (8, 8) gradient: {np.unique(dW).size} distinct value(s) among 64 entries")
+    try:
+        np.dot(e, z[:3])
+        error = "none"
+    except ValueError as err:
+        error = str(err)
+    print(f"with H = 8, I = 3: ValueError: {error}  (so the question's code runs only when I = H = O)")
+    # finite differences of L = e . (W x) with respect to W
+    W = rng.standard_normal((8, 8))
+    num = np.zeros((8, 8))
+    for j in range(8):
+        for k in range(8):
+            d = np.zeros((8, 8))
+            d[j, k] = 1e-6
+            num[j, k] = (e @ ((W + d) @ z) - e @ ((W - d) @ z)) / 2e-6
+    err_outer = float(np.abs(np.outer(e, z) - num).max() / np.abs(num).max())
+    err_dot = float(np.abs(dW - num).max() / np.abs(num).max())
+    print(f"against finite differences of L = e . (W x): np.outer rel. error {err_outer:.1e}, np.dot {err_dot:.2g}")
+    # why it blows up: one online step of the output layer, with h saturated at -1 as in the reproduction
+    gamma, h = 0.1, -np.ones(8)
+    gains = {}
+    for name, grad in (("np.dot", lambda e_o: np.dot(e_o, h)), ("np.outer", lambda e_o: np.outer(e_o, h))):
+        vv, d1, err = np.zeros((8, 8)), np.zeros(8), []
+        y_target = seed.sine_windows(1, 8)[1][:, 0]               # the reproduction's first target
+        for _ in range(10):
+            e_o = vv @ h + d1 - y_target
+            err.append(float(np.abs(e_o).max()))
+            vv, d1 = vv - gamma * grad(e_o), d1 - gamma * e_o
+        gains[name] = err
+        print(f"  output layer, gamma = 0.1, h = -1: |y - target| over 10 steps with {name:<8}: "
+              + " ".join(f"{v:.2g}" for v in err))
+    print(f"[np_dot] defect: a scalar, {np.unique(dW).size} distinct value in dW, rel. error {err_dot:.2g}, "
+          f"|y - target| after 10 steps {gains['np.dot'][-1]:.2g} | fix: np.outer rel. error {err_outer:.1e}, "
+          f"|y - target| {gains['np.outer'][-1]:.2g}")
+
+
+def demo_shared_weights():
+    """One matrix is used at every step, so its gradient is the sum of every step's term."""
+    S, H = 100, 8
+    print(f"the question keeps a copy per step: w, u, v of shape (4, S+1, H, H) = {4 * (S + 1) * H * H} numbers "
+          f"each for S = {S}, H = {H}; shared over time, {4 * H * H}")
+    x, _ = data()
+    layer = SeedLayer(fixes=ALL)
+    report = nplstm.gradcheck(layer, x=x)
+    layer.forward(x=x)
+    layer.backward(np.random.default_rng(0).standard_normal((8, x.shape[1])))   # any dy: grads = sum of per_step
+    total = layer.grads["u"]
+    last = layer.per_step["u"][-1]
+    biggest = max(layer.per_step["u"], key=lambda g: float(np.abs(g).sum()))
+    rel = lambda g: float(np.abs(g - total).max() / np.abs(total).max())   # noqa: E731
+    print(f"gradient of the shared u: the sum over t passes gradcheck ({report.worst:.1e}); "
+          f"the last step's term alone is off by {rel(last):.0%}, the largest single term by {rel(biggest):.0%}")
+    start = seed.make_net(8, S).w[:, 0]
+    r = seed.train(epochs=1, gamma=0.01, log=lambda line: None)
+    drift = float(np.abs(r["net"].w[:, S] - start).max())
+    print(f"in the reproduction the copies are the history of one matrix, changed at every step: after one pass "
+          f"max |w[:, S] - w[:, 0]| = {drift:.3g}, for entries drawn from N(0, 0.1)")
+    print(f"[shared_weights] defect: {4 * (S + 1) * H * H} numbers per matrix, one step's term off by "
+          f"{rel(last):.0%} | fix: one matrix, gradients summed over t, gradcheck {report.worst:.1e}")
+
+
+def demo_update_in_loop():
+    """Updating at every step: the fit is the optimizer chasing the target, not a model that predicts it."""
+    x, target = seed.sine_windows(100, 8)
+    r = seed.train(epochs=20, gamma=0.01, log=lambda line: None)
+    net = r["net"]
+    in_loop = float(np.mean((net.y - target) ** 2))
+    for name in ("w", "u", "v"):                                # freeze: every copy = the last one
+        getattr(net, name)[:] = getattr(net, name)[:, -1:]
+    net.vv[:], net.b[:], net.d1[:] = net.vv[-1], net.b[:, :, -1:], net.d1[:, -1:]
+    for t in range(100):
+        seed_step_quiet(net, x, target, t, alpha=0.0, gamma=0.0)
+    frozen = float(np.mean((net.y - target) ** 2))
+    spread = float(net.y.std(axis=1).max())
+    print("20 passes of the reproduction with gamma = 0.01 (small enough not to blow up):")
+    print(f"  mean squared error during the last pass, updating at every step: {in_loop:.3f}")
+    print(f"  the same pass with the final weights frozen: {frozen:.3f}; the output then varies over t by {spread:.1e}")
+    print(f"  (predicting 0 all the time gives {float(np.mean(target ** 2)):.3f})")
+    print("the correct gradient at step t needs dL/dh_t and dL/dc_t from steps t+1..S, which a forward loop has "
+          "not computed yet; so: forward over the sequence, backward from t = S-1 to 0, then one update")
+    print(f"[update_in_loop] defect: error {in_loop:.3f} while updating, {frozen:.3f} frozen, output constant "
+          f"({spread:.1e}) | fix: update once per sequence, after the backward pass")
+
+
+def demo_wraparound():
+    """h[:, t-1] and c[:, t-1] at t = 0 read column -1: the state of the previous pass, never reset."""
+    r = seed.train(epochs=1, gamma=0.01, log=lambda line: None)
+    carried = float(np.abs(r["net"].c[:, -1]).max())
+    r = seed.train(epochs=4, gamma=0.01, log=lambda line: None)
+    growth = [p["max_c"] for p in r["epochs"]]
+    print(f"after pass 0, column -1 of c (read as c_(t-1) at t = 0 of pass 1) has max |c| = {carried:.3g}")
+    print("max |c| at the end of each pass: " + ", ".join(f"{g:.3g}" for g in growth))
+    print(f"[wraparound] defect: pass 1 starts from max |c| = {carried:.3g}, max |c| grows "
+          f"{growth[-1] - growth[-2]:.3g} per pass | fix: an explicit initial state h_0 = c_0 = 0 in column 0")
+
+
+def demo_overflow():
+    """np.exp overflows: harmless in 1 / (1 + exp(-x)), NaN in a tanh or σ' written from exp."""
+    print(f"{'x':>8} {'dtype':>8} {'1/(1+exp(-x))':>15} {'exp(-x)/(1+exp(-x))**2':>24} {'tanh from exp':>15} "
+          f"{'nplstm.sigmoid':>15} {'np.tanh':>8}")
+    with np.errstate(all="ignore"):
+        for dtype in (np.float32, np.float64):
+            for v in (-30.0, -100.0, -400.0, -800.0):
+                x = np.array([v], dtype)
+                print(f"{v:8g} {np.dtype(dtype).name:>8} {Sigmoid(x)[0]:15.3g} {naive_dsigmoid(x)[0]:24.3g} "
+                      f"{naive_tanh(x)[0]:15.3g} {nplstm.sigmoid(x)[0]:15.3g} {np.tanh(x)[0]:8.3g}")
+    # the reproduction with a tanh written from exp: the cell state passes -710 after a few passes
+    original = seed.tanh
+    seed.tanh = naive_tanh
+    try:
+        r = seed.train(epochs=20, gamma=0.01, log=lambda line: None)
+    finally:
+        seed.tanh = original
+    e, t, name = r["nan"]
+    print(f"the reproduction (gamma = 0.01) with tanh from exp: first NaN at pass {e}, t = {t}, in {name}; "
+          f"max |c| at the end of the previous pass {r['epochs'][e - 1]['max_c']:.3g}")
+    print(f"[overflow] defect: tanh from exp gives nan at |x| > 710 (float64), 89 (float32); the reproduction "
+          f"reaches NaN in {name} at pass {e} | fix: np.tanh and nplstm.sigmoid, finite for every finite x")
+
+
+def demo_clipping():
+    """A fixed, too large learning rate without clipping: nplstm itself diverges, and the detector says where."""
+    x, target, model = sine_model()
+    opt, norms, stopped = nplstm.SGD(10.0), [], None
+    try:
+        with nplstm.detect_anomaly():
+            for step in range(1, 201):
+                loss, dpred = nplstm.mse(model.forward(x), target)
+                model.backward(dpred)
+                norms.append(nplstm.clip_grad_norm(model.grads, np.inf))   # the norm only: no clipping
+                opt.step(model.params, model.grads)
+    except nplstm.AnomalyError as err:
+        stopped = step
+        err.add_training_context(update=step, lr=opt.lr, optimizer="SGD", clip=None,
+                                 grad_norms=norms[-5:], params=model.params)
+        print(err)
+    x, target, model = sine_model()
+    opt = nplstm.SGD(10.0)
+    with nplstm.detect_anomaly():
+        for step in range(1, 201):
+            loss, dpred = nplstm.mse(model.forward(x), target)
+            model.backward(dpred)
+            nplstm.clip_grad_norm(model.grads, 1.0)
+            opt.step(model.params, model.grads)
+    print(f"\nthe same SGD(lr=10) with clip_grad_norm(grads, 1.0): 200 updates, all finite, loss {loss:.3g}")
+    print("(finite, but no better than predicting 0, which gives 0.5: clipping stops the blow-up; "
+          "it does not make a learning rate of 10 a good one)")
+    result = "no anomaly" if stopped is None else f"AnomalyError at update {stopped}"
+    print(f"[clipping] defect: SGD lr 10 without clipping: {result} | fix: clipped, 200 updates finite, "
+          f"loss {loss:.3g}")
+
+
+def demo_fixed_seed_layout():
+    """The question's layout with all five fixes, its own settings (alpha = 0.1, e_o = y - T): clipping decides."""
+    x, target = seed.sine_windows(100, 8)
+    print("SeedLayer(fixes=ALL): one set of weights, backward from t = S-1 to 0, one update per pass;")
+    print("e_o = y - T as in the question, so the gradient is summed over 100 steps; SGD with alpha = gamma = 0.1")
+    results = {}
+    for clip, updates, shown in ((None, 30, (1, 2, 3, 5, 10, 20, 30)), (1.0, 300, (1, 10, 50, 100, 200, 300))):
+        layer, opt, line = SeedLayer(fixes=ALL), nplstm.SGD(0.1), []
+        with np.errstate(all="ignore"):
+            for step in range(1, updates + 1):
+                y = layer.forward(x=x)
+                loss = float(np.mean((y - target) ** 2))
+                layer.backward(y - target)
+                norm = nplstm.clip_grad_norm(layer.grads, clip or np.inf)
+                opt.step(layer.params, layer.grads)
+                if step in shown:
+                    line.append(f"{step}: {loss:.3g}")
+        results[clip] = (loss, norm)
+        print(f"  {'no clipping' if clip is None else 'clip_grad_norm 1.0':<18} mse after update " + ", ".join(line)
+              + f"  (gradient norm {norm:.3g})")
+    (lost, _), (kept, _) = results[None], results[1.0]
+    print(f"[fixed_seed_layout] defect: correct gradients, no clipping: mse {lost:.3g} after 30 updates | "
+          f"fix: clipped, mse {kept:.3g} after 300 updates")
+
+
+def demo_fixed():
+    """The corrected version: nplstm, Adam and clipping, on the same data, one update per pass."""
+    x, target, model = sine_model()
+    opt = nplstm.Adam(1e-2)
+    copy = float(np.mean((x - target) ** 2))                   # predict "no change": y_t = x_t
+    print(f"the same 8-wide sine windows, 100 steps; predicting 'no change' (y_t = x_t) gives mse {copy:.4f}")
+    print("nplstm.Model(LSTM(8, 8, peephole='full'), Linear(8, 8)), Adam(1e-2), clip_grad_norm 1.0, "
+          "one update per pass:")
+    for step in range(1, 501):
+        loss, dpred = nplstm.mse(model.forward(x), target)
+        model.backward(dpred)
+        nplstm.clip_grad_norm(model.grads, 1.0)
+        opt.step(model.params, model.grads)
+        if step in (1, 10, 50, 100, 200, 300, 400, 500):
+            print(f"  update {step:3d}  mse {loss:.2e}")
+    # the period, 25 steps, divides 100: every window of the wave at whole steps was in the training data.
+    # Shifted by half a step, the wave gives windows the model has never seen.
+    s = np.sin(2 * np.pi * (np.arange(108) + 0.5) / 25.0)
+    xs = np.stack([s[k:k + 8] for k in range(101)], axis=1)
+    unseen = model.forward(xs[:, :-1].T[None].astype(np.float32))
+    unseen_mse = float(np.mean((unseen - xs[:, 1:].T[None]) ** 2))
+    print(f"on the wave shifted by half a step (windows not in the training data): mse {unseen_mse:.2e}")
+    print(f"[fixed] defect: none | fix: mse {loss:.2e} after 500 updates, {unseen_mse:.2e} on unseen windows, "
+          f"'no change' {copy:.4f}")
+
+
+DEMOS = {name[5:]: fn for name, fn in globals().items() if name.startswith("demo_")}
+
+
+def main(argv=None):
+    names = (sys.argv[1:] if argv is None else argv) or list(DEMOS)
+    unknown = [n for n in names if n not in DEMOS]
+    if unknown:
+        raise SystemExit(f"unknown demo {unknown[0]!r}; choose from {', '.join(DEMOS)}")
+    for name in names:
+        print(f"=== {name}: {DEMOS[name].__doc__.splitlines()[0]}")
+        DEMOS[name]()
+        print()
+
+
+if __name__ == "__main__":
+    main()
