@@ -21,14 +21,17 @@ class GradcheckReport:
 
     @property
     def worst(self) -> float:
+        """The largest relative error over all checked arrays (0.0 if none)."""
         return max(self.errors.values(), default=0.0)
 
     @property
     def worst_name(self) -> str | None:
+        """The name of the array with the largest error, e.g. "params['l0.W']" (None if none)."""
         return max(self.errors, key=self.errors.get, default=None)
 
     @property
     def ok(self) -> bool:
+        """True when every checked array's worst error is below `tol`."""
         return self.worst < self.tol
 
     def __str__(self) -> str:

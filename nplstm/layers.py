@@ -196,6 +196,7 @@ class Model:
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
+        """The last backward's gradients, keyed like `params`, each of its parameter's shape."""
         return {**{"lstm." + k: v for k, v in self.lstm.grads.items()},
                 **{"head." + k: v for k, v in self.head.grads.items()}}
 

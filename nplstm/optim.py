@@ -12,7 +12,10 @@ from . import anomaly
 
 
 def sgd_rule(p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-    """v <- μ v + g;  p <- p - lr (g + μ v) with Nesterov, else p - lr v. Returns (p, v)."""
+    """v <- μ v + g;  p <- p - lr (g + μ v) with Nesterov, else p - lr v. Returns (p, v).
+
+    p, g, v: arrays of one shape (v: the velocity, zeros at first); new arrays are returned.
+    """
     if weight_decay:
         g = g + weight_decay * p
     v = momentum * v + g
@@ -21,7 +24,10 @@ def sgd_rule(p, g, v, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
 
 
 def adam_rule(p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    """Adam (Kingma & Ba 2015) at step t >= 1 with bias correction. Returns (p, m, v)."""
+    """Adam (Kingma & Ba 2015) at step t >= 1 with bias correction. Returns (p, m, v).
+
+    p, g, m, v: arrays of one shape (m, v: the moments, zeros at first); new arrays are returned.
+    """
     b1, b2 = betas
     if weight_decay:
         g = g + weight_decay * p
@@ -32,7 +38,10 @@ def adam_rule(p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
 
 
 def rmsprop_rule(p, g, v, *, lr, alpha=0.99, eps=1e-8):
-    """v <- α v + (1 - α) g²;  p <- p - lr g / (sqrt(v) + eps). Returns (p, v)."""
+    """v <- α v + (1 - α) g²;  p <- p - lr g / (sqrt(v) + eps). Returns (p, v).
+
+    p, g, v: arrays of one shape (v: the mean of g², zeros at first); new arrays are returned.
+    """
     v = alpha * v + (1 - alpha) * g * g
     return p - lr * g / (np.sqrt(v) + eps), v
 
@@ -113,7 +122,10 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with optional momentum and Nesterov momentum."""
+    """SGD with optional momentum and Nesterov momentum (sgd_rule); one velocity per array.
+
+    step(params, grads): dicts of arrays, each grad of its param's shape; params updated in place.
+    """
 
     def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
@@ -123,6 +135,10 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Adam with bias correction (adam_rule); two moment arrays per parameter, the step count in `t`.
+
+    step(params, grads): dicts of arrays, each grad of its param's shape; params updated in place.
+    """
     n_state = 2
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
@@ -133,6 +149,11 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
+    """RMSprop as PyTorch defines it (rmsprop_rule); one running mean of g² per array.
+
+    step(params, grads): dicts of arrays, each grad of its param's shape; params updated in place.
+    """
+
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(lr, alpha=alpha, eps=eps)
 
@@ -143,6 +164,7 @@ class RMSprop(Optimizer):
 def clip_grad_norm(grads: dict, max_norm: float) -> float:
     """Scale all grads in place so their global L2 norm is at most max_norm; return the norm before.
 
+    grads: name -> array, any shapes and float dtype; returns a Python float.
     Like torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), applied only if < 1.
     """
     norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))

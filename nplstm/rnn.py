@@ -75,10 +75,12 @@ class RNN:
 
     @property
     def input_size(self) -> int:
+        """I, the width of each input step (W is (I, H))."""
         return self.params["W"].shape[0]
 
     @property
     def hidden_size(self) -> int:
+        """H, the width of the hidden state (R is (H, H))."""
         return self.params["R"].shape[0]
 
     def forward(self, x: np.ndarray, state: np.ndarray | None = None):

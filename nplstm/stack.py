@@ -19,6 +19,12 @@ PEEPHOLES = ("diagonal", "full", None)
 
 @dataclass(frozen=True)
 class LSTMConfig:
+    """The sizes and variant of an LSTM; `param_shapes()` gives the shape of every parameter array.
+
+    input_size I, hidden_size H, num_layers L, D = 2 directions if bidirectional else 1.
+    peephole: "diagonal" (p_i, p_f, p_o each (H,)), "full" (each (H, H)) or None; forget_gate=False
+    is the 1997 LSTM (f ≡ 1).
+    """
     input_size: int            # I
     hidden_size: int           # H
     num_layers: int = 1        # L
@@ -28,6 +34,7 @@ class LSTMConfig:
 
     @property
     def num_directions(self) -> int:  # D
+        """D: 2 if bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
     def prefixes(self):
@@ -37,6 +44,7 @@ class LSTMConfig:
                 yield k, d, f"l{k}_reverse." if d else f"l{k}."
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Key -> shape: "l{k}.W" (I or D·H, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), peepholes (H,) or (H, H)."""
         H, D = self.hidden_size, self.num_directions
         shapes = {}
         for k, _, pre in self.prefixes():

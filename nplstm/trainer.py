@@ -33,6 +33,7 @@ LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
 
 @dataclass
 class TrainConfig:
+    """How to train: every setting of the loop, with its default; checked when built (ValueError)."""
     steps: int = 10_000              # maximum number of updates
     batch_size: int = 32             # sequences per update
     lr: float = 1e-2                 # peak learning rate
