@@ -20,7 +20,7 @@ RECIPES = {
     "adding": Recipe(
         "sum of two marked values in a long sequence (Hochreiter & Schmidhuber 1997, Exp. 4)",
         task={"T": 100}, model={"hidden_size": 32, "forget_gate": False},
-        train={"batch_size": 8, "lr": 1e-2, "steps": 9000, "eval_every": 125}),
+        train={"batch_size": 8, "lr": 1e-2, "lr_schedule": "cosine", "steps": 9000, "eval_every": 125}),
     "temporal_order": Recipe(
         "classify the order of two (6a) or three (6b) far-apart symbols (1997, Exp. 6)",
         task={"variant": "6a"}, model={"hidden_size": 32, "forget_bias": 5.0},
