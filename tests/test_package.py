@@ -30,4 +30,4 @@ def test_readme_commands_are_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     test_cmd = 'python -m pip install -e ".[test]" torch==2.13.0 && python -m pytest'
     assert test_cmd in readme and test_cmd in ci
-    assert 'python -m pip install -e ".[progress]" && nplstm train adding' in readme
+    assert 'python -m pip install -e ".[progress]" && nplstm train temporal_order' in readme
