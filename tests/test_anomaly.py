@@ -264,7 +264,8 @@ def test_training_divergence_names_the_update_lr_and_norm_history(tmp_path):
 
 def test_cli_prints_the_report_and_exits_1(tmp_path):
     result = subprocess.run([sys.executable, "-m", "nplstm", "train", "adding", "--detect-anomaly", "--lr", "1000",
-                             "--optimizer", "sgd", "--clip", "0", "--no-progress", "--run-dir", tmp_path / "run"],
+                             "--optimizer", "sgd", "--schedule", "constant", "--clip", "0", "--no-progress",
+                             "--run-dir", tmp_path / "run"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
