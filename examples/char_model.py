@@ -3,7 +3,7 @@
 What it teaches: the task + trainer route. `nplstm.tasks.make_task("charlm", path=...)` turns any
 UTF-8 text into one-hot windows (x (B, T, V), y (B, T) the next character, V the distinct
 characters: Japanese ones are single characters, not bytes) and holds out the last 10% of the text;
-`nplstm.trainer.train` runs the loop and evaluates on the held-out part. A language model is worth
+`nplstm.training.trainer.train` runs the loop and evaluates on the held-out part. A language model is worth
 something only if it beats counting, so the held-out loss (nats per character) is printed beside
 the entropies of two counting models of the same training text: unigram (character frequencies)
 and bigram (which character follows which). Then `sample_text` lets the model write.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nplstm.tasks import make_task
 from nplstm.tasks.charlm import sample_text
-from nplstm.trainer import TrainConfig, build_model, train
+from nplstm.training.trainer import TrainConfig, build_model, train
 
 TEXT = """\
 An LSTM reads a sequence one step at a time.

@@ -8,18 +8,53 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):     # no prefix matching: --p is noise_free_lag's p, not --peephole
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message):                # one line instead of usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def integer(least: int | None = None):
+    """An argparse type: an integer, at least `least`; the error names what was expected."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if least is not None and value < least:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {text!r}")
+        return value
+    return convert
+
+
+def number(*, above: float | None = None, least: float | None = None, below: float | None = None):
+    """An argparse type: a finite number, > above, >= least, < below where given."""
+    bounds = [f"> {above:g}" if above is not None else "", f">= {least:g}" if least is not None else "",
+              f"< {below:g}" if below is not None else ""]
+    wanted = "a finite number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not math.isfinite(value) or (above is not None and not value > above) or \
+                (least is not None and not value >= least) or (below is not None and not value < below):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    return convert
+
+
 def _bench(args):
-    from . import bench
+    from .diagnostics import bench
     rows = bench.run("tiny" if args.tiny else "default", repeat=args.repeat, threads=args.threads)
     if args.json:
         with open(args.json, "w") as fh:
@@ -28,7 +63,7 @@ def _bench(args):
 
 
 def _tasks(args):
-    from .recipes import RECIPES
+    from .training.recipes import RECIPES
     from .tasks import TASKS
     width = max(map(len, TASKS))
     for name in TASKS:
@@ -36,30 +71,37 @@ def _tasks(args):
     print("\nnplstm train TASK --help lists the options; task options go as --NAME VALUE (e.g. --T 200).")
 
 
-def _task_options(task_name: str, extra: list[str]) -> dict:
-    """['--T', '200', '--form', 'modern'] -> {'T': 200, 'form': 'modern'}, typed from the task's fields."""
+def task_fields(task_cls) -> list:
+    """The options of a task, as `nplstm train TASK --NAME VALUE` sets them: its dataclass fields but
+    `seed` (the command line's --seed seeds the model and the data order)."""
+    return [f for f in dataclasses.fields(task_cls) if f.init and f.name != "seed"]
+
+
+def _add_task_options(parser) -> None:
+    """One argparse option per task field, for every task (a name two tasks share is one option);
+    _task_options keeps those the chosen task has and refuses the others."""
     from .tasks import TASKS
-    types = {f.name: str(f.type) for f in dataclasses.fields(TASKS[task_name]) if f.init and f.name != "seed"}
-    options, rest = {}, list(extra)
-    while rest:
-        flag = rest.pop(0)
-        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
-        if name not in types:
-            accepted = ", ".join(f"--{k}" for k in types)
-            raise ValueError(f"unrecognized argument {flag!r}; options of task {task_name}: {accepted}")
-        if not rest:
-            raise ValueError(f"{flag} expects a value")
-        options[name] = _parse_value(rest.pop(0), str(types[name]), flag)
-    return options
+    seen = {}
+    for name, cls in TASKS.items():
+        for f in task_fields(cls):
+            seen.setdefault(f.name, (f, []))[1].append(name)
+    group = parser.add_argument_group("task options (each task has its own; see the epilog)")
+    for field_name, (f, owners) in seen.items():
+        flags = [f"--{field_name}"] + ([f"--{field_name.replace('_', '-')}"] if "_" in field_name else [])
+        group.add_argument(*flags, dest="task_" + field_name, default=None, metavar=str(f.type).split()[0].upper(),
+                           type=integer() if str(f.type) == "int" else str, help=f"({', '.join(owners)})")
 
 
-def _parse_value(text: str, type_name: str, flag: str):
-    """Convert by the field's annotation ("int", "float", "str", "str | None")."""
-    convert = {"int": int, "float": float}.get(type_name, str)
-    try:
-        return convert(text)
-    except ValueError:
-        raise ValueError(f"{flag}: expected {'an integer' if convert is int else 'a number'}, got {text!r}") from None
+def _task_options(args) -> dict:
+    """The task options given on the command line, {field: value}, refusing any the task does not have."""
+    from .tasks import TASKS
+    accepted = {f.name for f in task_fields(TASKS[args.task])}
+    given = {k[len("task_"):]: v for k, v in vars(args).items() if k.startswith("task_") and v is not None}
+    for name in given:
+        if name not in accepted:
+            raise ValueError(f"--{name} is not an option of task {args.task}; its options: "
+                             + (", ".join(f"--{k}" for k in sorted(accepted)) or "none"))
+    return given
 
 
 def _train_config(args, recipe) -> dict:
@@ -91,12 +133,12 @@ def _model_config(args, recipe) -> dict:
 
 def _train(args):
     from .anomaly import AnomalyError
-    from .recipes import RECIPES
+    from .training.recipes import RECIPES
     from .tasks import make_task
-    from .trainer import TrainConfig, build_model, train
+    from .training.trainer import TrainConfig, build_model, train
 
     recipe = RECIPES[args.task]
-    task = make_task(args.task, **{**recipe.task, **_task_options(args.task, args.task_options)})
+    task = make_task(args.task, **{**recipe.task, **_task_options(args)})
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     resume = None
     if args.resume:
@@ -124,7 +166,7 @@ def _train(args):
 
 def _write_plots(run_dir) -> Path:
     """Pictures and report.html of a run; prints each path and returns the report's."""
-    from .plots import plot_run
+    from .diagnostics.report import plot_run
     paths = plot_run(run_dir)
     for path in paths:
         print(path)
@@ -132,17 +174,13 @@ def _write_plots(run_dir) -> Path:
 
 
 def verdict(task, history, cfg) -> str:
-    """The run's outcome in the paper's terms, with the paper's numbers beside ours."""
+    """The run's outcome in the paper's terms (runs.verdict), its test metrics and the paper's numbers."""
+    from .training.runs import verdict as sentence
+
+    _, line = sentence(dataclasses.asdict(history), cfg.batch_size)
     test = history.records[-1]["test"] if history.records else {}
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "solved")
-    if history.solved:
-        head = (f"{task.name}: SOLVED by the paper's criterion after {history.step_solved} updates = "
-                f"{history.sequences_to_solve:,} training sequences, {history.wall_seconds:.0f} s")
-    else:
-        head = (f"{task.name}: not solved by the paper's criterion in {history.steps_done} updates "
-                f"({history.steps_done * cfg.batch_size:,} sequences, {history.wall_seconds:.0f} s)")
+    lines = [f"{task.name}: {line}", "  test: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "solved")]
     paper = getattr(task, "paper", None) or {}
-    lines = [head, f"  test: {shown}"]
     if paper:
         lines.append("  paper: " + ", ".join(f"{k} {v}" for k, v in paper.items() if k != "source")
                      + f" ({paper.get('source', '')})")
@@ -152,28 +190,26 @@ def verdict(task, history, cfg) -> str:
 
 
 def _sample(args):
-    from .checkpoint import load_checkpoint, model_from_config, params_from
     from .tasks.charlm import sample_text
+    from .training.checkpoint import load_model
 
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / "checkpoint.npz"
-    arrays, meta = load_checkpoint(path)
+    model, meta = load_model(path, with_meta=True)
     if not meta.get("vocab"):
         raise ValueError(f"{path} was not trained on charlm (task {meta.get('task')!r}): nothing to sample")
-    model = model_from_config(meta["model"])
-    model.load_params(params_from(arrays, model, path))
     print(sample_text(model, meta["vocab"], prime=args.prime, length=args.length,
                       temperature=args.temperature, seed=args.seed))
 
 
 def _reproduce(args):
-    from .reproduce import run_suite
+    from .training.reproduce import run_suite
     run_suite(seeds=args.seeds, quick=args.quick, only=args.only, out=args.out, jobs=args.jobs)
 
 
 def _plot(args):
-    from .plots import plot_run
+    from .diagnostics.report import plot_run
     for path in plot_run(args.run_dir, args.out, ("png", "svg") if args.format == "both" else (args.format,)):
         print(path)
 
@@ -186,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time one training step (forward + backward) and one forward of nplstm "
                                    "against torch.nn.LSTM in the same process (float32, medians).")
     p.add_argument("--tiny", action="store_true", help="one tiny size only (a smoke test; CI runs this)")
-    p.add_argument("--repeat", type=int, default=7, help="timed repetitions per size (default 7)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: NumPy's BLAS threads)")
+    p.add_argument("--repeat", type=integer(1), default=7, help="timed repetitions per size (default 7)")
+    p.add_argument("--threads", type=integer(1), default=None, help="torch threads (default: NumPy's BLAS threads)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(run=_bench)
 
@@ -196,59 +232,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .tasks import TASKS
     p = sub.add_parser("train", help="train an LSTM on a task and judge it by the paper's criterion",
-                       description="Train on TASK with its recipe's defaults (nplstm/recipes.py); every option "
+                       description="Train on TASK with its recipe's defaults (nplstm/training/recipes.py); every option "
                                    "below overrides one. Task options go as --NAME VALUE, e.g. --T 200.",
                        epilog="task options: " + "; ".join(
-                           f"{n}: " + ", ".join(f"--{f.name}" for f in dataclasses.fields(t) if f.init and f.name != "seed")
-                           for n, t in TASKS.items()))
+                           f"{n}: " + ", ".join(f"--{f.name}" for f in task_fields(t)) for n, t in TASKS.items()))
     p.add_argument("task", choices=list(TASKS), metavar="TASK", help="one of: " + ", ".join(TASKS))
     m = p.add_argument_group("model")
-    m.add_argument("--hidden", type=int, help="hidden units H")
-    m.add_argument("--layers", type=int, help="stacked LSTM layers")
+    m.add_argument("--hidden", type=integer(1), help="hidden units H")
+    m.add_argument("--layers", type=integer(1), help="stacked LSTM layers")
     m.add_argument("--peephole", choices=["diagonal", "full", "none"], help="peephole connections")
     m.add_argument("--no-forget-gate", action="store_true", help="the 1997 LSTM: no forget gate")
-    m.add_argument("--forget-bias", type=float, help="initial forget-gate bias")
+    m.add_argument("--forget-bias", type=number(), help="initial forget-gate bias")
     m.add_argument("--bidirectional", action="store_true", help="a reverse direction too (per-step tasks)")
     t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int, help="maximum updates")
-    t.add_argument("--batch", type=int, help="sequences per update")
-    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--steps", type=integer(1), help="maximum updates")
+    t.add_argument("--batch", type=integer(1), help="sequences per update")
+    t.add_argument("--lr", type=number(above=0), help="learning rate")
     t.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
-    t.add_argument("--momentum", type=float, help="SGD momentum")
-    t.add_argument("--clip", type=float, help="max gradient norm (0: no clipping)")
+    t.add_argument("--momentum", type=number(least=0, below=1), help="SGD momentum")
+    t.add_argument("--clip", type=number(least=0), help="max gradient norm (0: no clipping)")
     t.add_argument("--schedule", choices=["constant", "cosine", "step"], help="learning-rate schedule")
-    t.add_argument("--eval-every", type=int, help="updates between test evaluations")
-    t.add_argument("--seed", type=int, help="seed of the model and the data order (default 0)")
+    t.add_argument("--eval-every", type=integer(1), help="updates between test evaluations")
+    t.add_argument("--seed", type=integer(0), help="seed of the model and the data order (default 0)")
     t.add_argument("--no-early-stop", action="store_true", help="keep training after the criterion is met")
     t.add_argument("--detect-anomaly", action="store_true",
                    help="stop at the first NaN or Inf and explain where it came from (slower)")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", help="where history.json, config.json, checkpoint.npz go (default runs/TASK-TIME)")
     o.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
-    o.add_argument("--checkpoint-every", type=int, help="updates between checkpoints (default: at the end)")
+    o.add_argument("--checkpoint-every", type=integer(0), help="updates between checkpoints (default: at the end)")
     o.add_argument("--no-progress", action="store_true", help="plain lines instead of a tqdm bar")
     o.add_argument("--plot", action="store_true",
                    help="then write the run's pictures and report.html (pip install nplstm[plot])")
     o.add_argument("--quiet", action="store_true", help="print the verdict only")
+    _add_task_options(p)
     p.set_defaults(run=_train)
 
     p = sub.add_parser("sample", help="generate text from a charlm checkpoint",
                        description="Generate text from a character model trained with `nplstm train charlm`.")
     p.add_argument("checkpoint", help="a run directory or its checkpoint.npz")
-    p.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    p.add_argument("--length", type=integer(0), default=500, help="characters to generate (default 500)")
     p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=number(above=0), default=0.8, help="sampling temperature (default 0.8)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.set_defaults(run=_sample)
 
     p = sub.add_parser("reproduce", help="the papers' experiments over several seeds, beside their numbers",
                        description="Run the paper suite and print (and write as Markdown) a table of success "
                                    "rate, training sequences, test error and wall time beside the papers'.")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per experiment (default 5)")
+    p.add_argument("--seeds", type=integer(1), default=5, help="seeds per experiment (default 5)")
     p.add_argument("--quick", action="store_true", help="a short version of every experiment (a smoke test)")
     p.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments")
     p.add_argument("--out", default="results.md", help="Markdown file to write (default results.md)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: the number of cores)")
+    p.add_argument("--jobs", type=integer(1), default=None, help="parallel processes (default: the number of cores)")
     p.set_defaults(run=_reproduce)
 
     p = sub.add_parser("plot", help="plot a run (curves, gates, gradient flow) and write its report.html",
@@ -265,8 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "train":
-        args.task_options = extra
+    if extra and args.command == "train":
+        from .tasks import TASKS
+        parser.error(f"unrecognized argument {extra[0]!r}; options of task {args.task}: "
+                     + ", ".join(f"--{f.name}" for f in task_fields(TASKS[args.task])))
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from .anomaly import AnomalyError

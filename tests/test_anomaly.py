@@ -12,7 +12,7 @@ import nplstm
 from nplstm.anomaly import is_enabled
 from nplstm.optim import SGD, clip_grad_norm
 from nplstm.tasks import make_task
-from nplstm.trainer import LOSSES, TrainConfig, build_model, train, train_step
+from nplstm.training.trainer import LOSSES, TrainConfig, build_model, train, train_step
 
 QUIET = dict(progress=False, log_every=0)
 F32_MAX = float(np.finfo(np.float32).max)

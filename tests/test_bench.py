@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm import bench
+from nplstm.diagnostics import bench
 
 
 def test_nplstm_bench_tiny_runs(tmp_path):

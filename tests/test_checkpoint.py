@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm import checkpoint
-from nplstm.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from nplstm.training import checkpoint
+from nplstm.training.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 
 ARRAYS = {"params/lstm.l0.W": np.arange(12, dtype=np.float32).reshape(3, 4), "optim/t": np.array(7, np.int64),
           "x64": np.linspace(0, 1, 5), "mask": np.array([True, False]), "names": np.array(["a", "bc"])}

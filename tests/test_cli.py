@@ -100,7 +100,7 @@ def test_reproduce_quick_writes_markdown(tmp_path):
 
 
 def test_reproduce_keeps_the_notes_below_the_marker(tmp_path):
-    from nplstm.reproduce import NOTES_MARKER
+    from nplstm.training.reproduce import NOTES_MARKER
     out = tmp_path / "results.md"
     out.write_text(f"# old table\n\n{NOTES_MARKER}\n\nOur notes stay.\n")
     nplstm("reproduce", "--quick", "--seeds", 1, "--only", "reber", "--jobs", 1, "--out", out)

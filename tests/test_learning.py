@@ -1,9 +1,9 @@
 """Short real training runs on the papers' tasks: each must learn past a stated bound."""
 import numpy as np
 
-from nplstm.recipes import RECIPES
+from nplstm.training.recipes import RECIPES
 from nplstm.tasks import make_task
-from nplstm.trainer import TrainConfig, build_model, train
+from nplstm.training.trainer import TrainConfig, build_model, train
 
 
 def run(name, steps, task_options=None, **train_options):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm.monitor import gate_stats, grad_norms
+from nplstm.training.monitor import gate_stats, grad_norms
 from nplstm.tasks import make_task
-from nplstm.trainer import TrainConfig, build_model, train
+from nplstm.training.trainer import TrainConfig, build_model, train
 
 QUIET = dict(progress=False, log_every=0)
 H = 6

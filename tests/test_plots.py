@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm import plots
+from nplstm.diagnostics import gradflow, plots
+from nplstm.diagnostics.report import plot_run
+from nplstm.training import runs
 from nplstm.tasks import make_task
-from nplstm.trainer import TrainConfig, build_model, train
+from nplstm.training.trainer import TrainConfig, build_model, train
 
 if not os.environ.get("CI"):
     pytest.importorskip("matplotlib")        # in CI the plot extra is installed, and these tests must run
@@ -30,7 +32,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def figures(run_dir):
-    return plots.run_figures(plots.load_run(run_dir))
+    return plots.run_figures(runs.load_run(run_dir))
 
 
 def test_every_figure_of_a_run(figures):
@@ -72,7 +74,7 @@ def test_gradient_flow_figure_draws_rnn_and_lstm(figures):
 
 
 def test_grad_norm_global_and_per_parameter(run_dir):
-    run = plots.load_run(run_dir)
+    run = runs.load_run(run_dir)
     history = json.loads(json.dumps(run.history))
     for r in history["records"]:
         r.pop("grad_norm_per_param", None)
@@ -104,12 +106,12 @@ def test_png_and_svg_files(figures, tmp_path):
 
 def test_bad_run_dirs(tmp_path):
     with pytest.raises(ValueError, match="no such directory"):
-        plots.load_run(tmp_path / "nothing")
+        runs.load_run(tmp_path / "nothing")
     with pytest.raises(ValueError, match="no config.json"):
-        plots.load_run(tmp_path)
+        runs.load_run(tmp_path)
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(ValueError, match="config.json is not valid JSON"):
-        plots.load_run(tmp_path)
+        runs.load_run(tmp_path)
     with pytest.raises(ValueError, match="formats"):
         plots.save_figures({}, tmp_path, ("pdf",))
 
@@ -134,7 +136,7 @@ def test_rnn_state_gradients_are_the_chain_rule():
     rng = np.random.default_rng(0)
     rnn = nplstm.RNN(3, 5, dtype=np.float64, seed=0)
     x, dy_last = rng.standard_normal((2, 9, 3)), unit(rng, (2, 5))
-    got = plots.rnn_state_gradients(rnn, x, dy_last)
+    got = gradflow.rnn_state_gradients(rnn, x, dy_last)
     y, _ = rnn.forward(x)
     delta, want = dy_last, []
     for t in range(8, -1, -1):
@@ -151,7 +153,7 @@ def test_lstm_state_gradients_match_torch_autograd(torch):
     for k, v in lstm.params.items():
         lstm.params[k] = rng.normal(0, 0.5, v.shape)
     x, dy_last = rng.standard_normal((B, T, I)), unit(rng, (B, H))
-    dh, dc = plots.lstm_state_gradients(lstm, x, dy_last)
+    dh, dc = gradflow.lstm_state_gradients(lstm, x, dy_last)
 
     W, R, b = (torch.tensor(lstm.params["l0." + k]) for k in "WRb")
     h, c = (torch.zeros(B, H, dtype=torch.float64, requires_grad=True) for _ in range(2))
@@ -183,7 +185,7 @@ def small_weights(rng, T=50, I=2, H=16, scale=0.1):
 
 def test_plain_rnn_gradient_vanishes_geometrically():
     lstm, rnn, x, dy_last = small_weights(np.random.default_rng(2))
-    dh = plots.rnn_state_gradients(rnn, x, dy_last)
+    dh = gradflow.rnn_state_gradients(rnn, x, dy_last)
     # ‖δ_t‖ ≤ ‖δ_{t+1}‖ · max|tanh'| · ‖R‖₂ ≤ 0.1 ‖δ_{t+1}‖ at every step back
     assert (dh[:-1] / dh[1:] <= 0.1 + 1e-12).all()
     assert dh[0] / dh[-1] < 1e-40
@@ -191,20 +193,20 @@ def test_plain_rnn_gradient_vanishes_geometrically():
 
 def test_lstm_cell_carries_the_gradient():
     lstm, rnn, x, dy_last = small_weights(np.random.default_rng(2))
-    dh, dc = plots.lstm_state_gradients(lstm, x, dy_last)
+    dh, dc = gradflow.lstm_state_gradients(lstm, x, dy_last)
     assert dc.max() / dc.min() < 2 and dh.max() / dh.min() < 2   # f ≈ σ(5): 50 steps lose < a factor 2
     assert dc[0] > 0.5 * dc[-1]
 
 
 def test_gradient_flow_curves(run_dir):
-    run = plots.load_run(run_dir)
+    run = runs.load_run(run_dir)
     x = plots.one_test_sequence(run.task)
-    curves = plots.gradient_flow(x, run.model.lstm.config, run.model.lstm)
+    curves = gradflow.gradient_flow(x, run.model.lstm.config, run.model.lstm)
     assert len(curves) == 5 and all(c.shape == (x.shape[1],) and (c > 0).all() for c in curves.values())
     bidirectional = nplstm.LSTM(7, 8, bidirectional=True, seed=0)
-    assert len(plots.gradient_flow(x, bidirectional.config, bidirectional)) == 3   # RNN + fresh LSTM h and c
+    assert len(gradflow.gradient_flow(x, bidirectional.config, bidirectional)) == 3   # RNN + fresh LSTM h and c
     with pytest.raises(ValueError, match="bidirectional"):
-        plots.lstm_state_gradients(bidirectional, x, np.ones((1, 8), np.float32))
+        gradflow.lstm_state_gradients(bidirectional, x, np.ones((1, 8), np.float32))
 
 
 # ---- the command line --------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_nplstm_plot_writes_pictures_and_report(run_dir, tmp_path):
 
 
 def test_pictures_go_to_run_dir_plots_by_default(run_dir):
-    paths = plots.plot_run(run_dir, report=False)
+    paths = plot_run(run_dir, report=False)
     assert paths == [run_dir / "plots" / f"{s}.png" for s in ("curves", "grad_norm", "gates_l0", "gates_l1",
                                                                 "gradient_flow")]
     assert all(p.stat().st_size > 10_000 for p in paths)

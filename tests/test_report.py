@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from nplstm import plots
-from nplstm.report import MAX_ROWS, render_report, verdict, write_report
+from nplstm.training import runs
+from nplstm.diagnostics.report import MAX_ROWS, render_report, write_report
+from nplstm.training.runs import verdict
 from nplstm.tasks import make_task
-from nplstm.trainer import TrainConfig, build_model, train
+from nplstm.training.trainer import TrainConfig, build_model, train
 
 if not os.environ.get("CI"):
     pytest.importorskip("matplotlib")        # in CI the plot extra is installed, and these tests must run
@@ -46,7 +47,7 @@ def test_report_holds_verdict_config_metrics_history_and_anomaly(report):
 
 
 def test_history_table_is_small_and_keeps_first_and_last(report):
-    run = plots.load_run(report.parent)
+    run = runs.load_run(report.parent)
     record = run.history["records"][0]
     run.history["records"] = [{**copy.deepcopy(record), "step": 10 * k} for k in range(1, 101)]
     html = render_report(run, {})
@@ -57,9 +58,9 @@ def test_history_table_is_small_and_keeps_first_and_last(report):
 
 
 def test_verdict_when_solved(report):
-    run = plots.load_run(report.parent)
+    run = runs.load_run(report.parent)
     run.history.update(solved=True, step_solved=20, sequences_to_solve=160)
-    assert verdict(run) == (True, "SOLVED by the paper's criterion after 20 updates = 160 training sequences "
+    assert verdict(run.history, run.config['train']['batch_size']) == (True, "SOLVED by the paper's criterion after 20 updates = 160 training sequences "
                                   f"({run.history['wall_seconds']:.0f} s)")
     assert 'class="verdict solved"' in render_report(run, {})
 

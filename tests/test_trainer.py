@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm.checkpoint import load_checkpoint, load_model
-from nplstm.trainer import History, TrainConfig, build_model, lr_at, stop_reason, train
+from nplstm.training.checkpoint import load_checkpoint, load_model
+from nplstm.training.trainer import History, TrainConfig, build_model, lr_at, stop_reason, train
 
 QUIET = dict(progress=False, log_every=0)
 

@@ -31,11 +31,12 @@ MODULES = [
     ("nplstm.optim", ["sgd_rule", "adam_rule", "rmsprop_rule"]),
     ("nplstm.tasks", ["TASKS", "make_task", "Batch", "Task"]),
     ("nplstm.tasks.charlm", ["sample_text"]),
-    ("nplstm.trainer", ["TrainConfig", "train", "build_model"]),
-    ("nplstm.checkpoint", ["save_checkpoint", "load_checkpoint", "save_model", "load_model"]),
+    ("nplstm.training.trainer", ["TrainConfig", "train", "build_model"]),
+    ("nplstm.training.checkpoint", ["save_checkpoint", "load_checkpoint", "save_model", "load_model"]),
     ("nplstm.interop.torch", ["to_torch", "from_torch", "state_dict", "grads_state_dict"]),
-    ("nplstm.plots", ["plot_run"]),
-    ("nplstm.report", ["write_report"]),
+    ("nplstm.training.runs", ["load_run", "verdict"]),
+    ("nplstm.reference", ["lstm_step_forward", "lstm_step_backward"]),
+    ("nplstm.diagnostics.report", ["plot_run", "write_report"]),
 ]
 
 HEADER = """\

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .anomaly import AnomalyError, detect_anomaly
-from .checkpoint import load_checkpoint, model_config, params_from, save_checkpoint, write_json
-from .layers import LSTM, Linear, Model
-from .losses import mse, softmax_cross_entropy
+from ..anomaly import AnomalyError, detect_anomaly
+from ..layers import Model
+from ..losses import mse, softmax_cross_entropy
+from ..optim import SGD, Adam, RMSprop, clip_grad_norm
+from .checkpoint import load_checkpoint, model_config, model_from_config, params_from, save_checkpoint, write_json
 from .monitor import gate_stats, grad_norms
-from .optim import SGD, Adam, RMSprop, clip_grad_norm
 
 LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
 
@@ -93,10 +93,10 @@ def build_model(task, hidden_size: int, *, num_layers: int = 1, peephole: str | 
                 forget_gate: bool = True, bidirectional: bool = False, seed: int = 0, dtype=np.float32,
                 forget_bias: float = 1.0) -> Model:
     """An LSTM + Linear head sized for `task` (input_size -> output_size), many-to-one if the task is."""
-    lstm = LSTM(task.input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                peephole=peephole, forget_gate=forget_gate, dtype=dtype, seed=seed, forget_bias=forget_bias)
-    head = Linear(hidden_size * lstm.config.num_directions, task.output_size, dtype=dtype, seed=seed + 1)
-    return Model(lstm, head, many_to_one=task.many_to_one)
+    cfg = {"input_size": task.input_size, "hidden_size": hidden_size, "num_layers": num_layers,
+           "bidirectional": bidirectional, "peephole": peephole, "forget_gate": forget_gate,
+           "output_size": task.output_size, "many_to_one": task.many_to_one, "dtype": np.dtype(dtype).name}
+    return model_from_config(cfg, seed=seed, forget_bias=forget_bias)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:

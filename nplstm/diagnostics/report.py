@@ -11,7 +11,8 @@ import json
 from html import escape
 from pathlib import Path
 
-from .plots import Run, load_run, run_figures, split_metrics
+from ..training.runs import Run, load_run, verdict
+from .plots import run_figures, save_figures, split_metrics
 
 MAX_ROWS = 25                                # evaluations shown in the history table
 
@@ -47,10 +48,10 @@ def write_report(run_dir, *, figures: dict | None = None) -> Path:
     """Write run_dir/report.html and return its path. The anomaly report shown is run_dir/anomaly.txt,
     else history.json's "anomaly", if either is there.
 
-    run_dir: a run directory (or a loaded plots.Run); figures: name -> matplotlib Figure, as
+    run_dir: a run directory (or a loaded runs.Run); figures: name -> matplotlib Figure, as
     plots.run_figures makes them (None: make them here, which needs matplotlib; {}: no pictures).
     """
-    from .checkpoint import atomic_write
+    from ..training.checkpoint import atomic_write
 
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
     if figures is None:
@@ -65,27 +66,25 @@ def write_report(run_dir, *, figures: dict | None = None) -> Path:
     return path
 
 
+def plot_run(run_dir, out=None, formats=("png",), *, report: bool = True) -> list[Path]:
+    """Every figure of a run directory, written to out (default run_dir/plots), and run_dir/report.html
+    unless report=False -> the paths written, the report last."""
+    run = load_run(run_dir)
+    figures = run_figures(run)
+    paths = save_figures(figures, run.path / "plots" if out is None else out, formats)
+    return (paths + [write_report(run, figures=figures)]) if report else paths
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
 
 
-def verdict(run: Run) -> tuple[bool, str]:
-    """(solved, one line in the paper's terms) from the run's history."""
-    h, B = run.history, run.config["train"]["batch_size"]
-    if h.get("solved"):
-        return True, (f"SOLVED by the paper's criterion after {h['step_solved']:,} updates = "
-                      f"{h['sequences_to_solve']:,} training sequences ({h['wall_seconds']:.0f} s)")
-    stopped = f"; stopped: {h['stopped']}" if h.get("stopped") else ""
-    return False, (f"not solved by the paper's criterion in {h['steps_done']:,} updates "
-                   f"({h['steps_done'] * B:,} sequences, {h['wall_seconds']:.0f} s){stopped}")
-
-
 def render_report(run: Run, pictures: dict[str, bytes], anomaly: str | None = None) -> str:
     """The page as a string. pictures: figure name -> PNG bytes; anomaly: the anomaly report or None."""
     name = run.config["task"]["name"]
-    solved, line = verdict(run)
+    solved, line = verdict(run.history, run.config["train"]["batch_size"])
     records = run.history["records"]
     paper = getattr(run.task, "paper", None) or {}
     parts = [f"<h1>nplstm run: {escape(name)}</h1>",

@@ -1,6 +1,6 @@
 """`nplstm reproduce`: the papers' experiments over several seeds, beside the papers' numbers.
 
-Each experiment is a task with its recipe (nplstm/recipes.py) plus the ablation it shows;
+Each experiment is a task with its recipe (nplstm/training/recipes.py) plus the ablation it shows;
 every seed trains a fresh model until the paper's criterion is met or the recipe's update
 budget runs out. Seeds run in parallel processes, one BLAS thread each.
 """
@@ -60,7 +60,7 @@ SOURCES = {
 def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
     """Train one seed of one experiment; returns its row of raw results."""
     from .recipes import RECIPES
-    from .tasks import make_task
+    from ..tasks import make_task
     from .trainer import TrainConfig, build_model, train
 
     recipe = RECIPES[exp.task]

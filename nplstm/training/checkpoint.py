@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layers import LSTM, Linear, Model
+from ..layers import LSTM, Linear, Model
 
 META_KEY = "meta.json"
 
@@ -108,13 +108,35 @@ def model_config(model: Model) -> dict:
             "dtype": model.dtype.name}
 
 
-def model_from_config(cfg: dict) -> Model:
-    """A freshly initialised Model of the shape model_config describes."""
-    lstm = LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
-                bidirectional=cfg["bidirectional"], peephole=cfg["peephole"],
-                forget_gate=cfg["forget_gate"], dtype=np.dtype(cfg["dtype"]), seed=0)
-    width = cfg["hidden_size"] * (2 if cfg["bidirectional"] else 1)
-    head = Linear(width, cfg["output_size"], dtype=np.dtype(cfg["dtype"]), seed=1)
+MODEL_FIELDS = {"input_size": int, "hidden_size": int, "num_layers": int, "bidirectional": bool,
+                "peephole": (str, type(None)), "forget_gate": bool, "output_size": int, "many_to_one": bool,
+                "dtype": str}
+
+
+def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, path=None) -> Model:
+    """A freshly initialised LSTM + Linear head of the shape model_config describes: the one factory
+    behind build_model, load_model and the run readers. The head's seed is seed + 1.
+
+    A cfg that is not such a dict (a key missing, a value of the wrong type or out of range) raises a
+    ValueError naming the key; path only names the file in that message.
+    """
+    where = f"checkpoint {path}: model configuration" if path is not None else "model configuration"
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
+    for key, kind in MODEL_FIELDS.items():
+        value = cfg.get(key, KeyError)
+        if value is KeyError:
+            raise ValueError(f"{where}: missing {key!r}")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
+    try:
+        dtype = np.dtype(cfg["dtype"])
+        lstm = LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
+                    bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
+                    dtype=dtype, seed=seed, forget_bias=forget_bias)
+        head = Linear(cfg["hidden_size"] * lstm.config.num_directions, cfg["output_size"], dtype=dtype, seed=seed + 1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
     return Model(lstm, head, many_to_one=cfg["many_to_one"])
 
 
@@ -138,11 +160,12 @@ def save_model(path, model: Model, extra_meta: dict | None = None) -> None:
     save_checkpoint(path, arrays, {**(extra_meta or {}), "model": model_config(model)})
 
 
-def load_model(path) -> Model:
-    """Rebuild the Model saved by save_model (or found in a training checkpoint)."""
+def load_model(path, *, with_meta: bool = False):
+    """Rebuild the Model saved by save_model (or found in a training checkpoint); with_meta: return
+    (model, meta) so that a caller can read the rest of the metadata (a charlm's vocabulary)."""
     arrays, meta = load_checkpoint(path)
     if "model" not in meta:
         raise ValueError(f"checkpoint {path}: no model configuration in its metadata")
-    model = model_from_config(meta["model"])
+    model = model_from_config(meta["model"], path=path)
     model.load_params(params_from(arrays, model, path))
-    return model
+    return (model, meta) if with_meta else model

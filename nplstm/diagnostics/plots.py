@@ -6,19 +6,12 @@ the non-interactive Agg canvas (matplotlib is imported inside them: pip install 
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .layers import LSTM, Model
-from .rnn import RNN
-from .stack import LSTMConfig
-
-if TYPE_CHECKING:
-    from .tasks import Task
+from ..training.runs import Run
+from .gradflow import gradient_flow
 
 FORMATS = ("png", "svg")
 MAX_STEPS = 100                              # steps of the test sequence shown in gates and gradient flow
@@ -26,44 +19,6 @@ MAX_STEPS = 100                              # steps of the test sequence shown 
 
 class MissingExtra(ImportError, ValueError):
     """matplotlib is not installed. A ValueError too, so that the command line prints one line."""
-
-
-@dataclass
-class Run:
-    """What a run directory holds (written by nplstm.trainer.train with run_dir)."""
-    path: Path
-    config: dict                             # config.json: {"train", "model", "task"}
-    history: dict                            # history.json: History as a dict
-    model: Model | None                      # rebuilt from checkpoint.npz; None without one
-    task: Task                               # make_task(config's task name, **its options)
-
-
-def load_run(run_dir) -> Run:
-    """Read config.json, history.json and checkpoint.npz (if any) of a run; ValueError if it is not one."""
-    from .checkpoint import load_checkpoint, model_from_config, params_from
-    from .tasks import make_task
-
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise ValueError(f"run dir {path}: no such directory")
-    found = {}
-    for name in ("config.json", "history.json"):
-        try:
-            found[name] = json.loads((path / name).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"run dir {path}: no {name} (expected a directory written by `nplstm train`)") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"run dir {path}: {name} is not valid JSON ({err})") from None
-    config, history = found["config.json"], found["history.json"]
-    if not isinstance(history.get("records"), list) or not isinstance(config.get("task"), dict):
-        raise ValueError(f"run dir {path}: history.json or config.json is not as `nplstm train` writes them")
-    model = None
-    if (path / "checkpoint.npz").exists():
-        arrays, _ = load_checkpoint(path / "checkpoint.npz")
-        model = model_from_config(config["model"])
-        model.load_params(params_from(arrays, model, path / "checkpoint.npz"))
-    task = make_task(config["task"]["name"], **(config["task"].get("options") or {}))
-    return Run(path, config, history, model, task)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -80,82 +35,6 @@ def one_test_sequence(task, max_steps: int = MAX_STEPS) -> np.ndarray:
     test = task.test_set()
     T = test.x.shape[1] if test.lengths is None else int(test.lengths[0])
     return np.array(test.x[:1, :min(T, max_steps)])
-
-
-def lstm_state_gradients(lstm: LSTM, x: np.ndarray, dy_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """||∂L/∂h_t|| and ||∂L/∂c_t|| for every state of a unidirectional LSTM, L = <dy_last, y_{T-1}>.
-
-    x: (B, T, I); dy_last: (B, H), the gradient at the last step's output (zero at every other step).
-    Returns two (T,) arrays: entry t is the norm (over layers, rows and units) of the gradient with
-    respect to the state (h, c) that enters step t, t = 0 being the initial state. It is exact: the
-    run from step t on is the LSTM itself started from that state, so its dstate_0 is ∂L/∂(h, c).
-    """
-    cfg = lstm.config
-    if cfg.bidirectional:
-        raise ValueError("lstm_state_gradients: a bidirectional LSTM has no single direction of time")
-    B, T, _ = x.shape
-    L, H = cfg.num_layers, cfg.hidden_size
-    lstm.forward(x)
-    inside = lstm.internals()
-    h = np.stack([inside[f"l{k}"]["h"] for k in range(L)])  # (L, B, T, H)
-    c = np.stack([inside[f"l{k}"]["c"] for k in range(L)])
-    zeros = np.zeros((L, B, H), lstm.dtype)
-    dh_norm, dc_norm = np.empty(T), np.empty(T)
-    for t in range(T):
-        state = (zeros, zeros) if t == 0 else (h[:, :, t - 1], c[:, :, t - 1])  # after steps 0..t-1
-        lstm.forward(x[:, t:], state)
-        dy = np.zeros((B, T - t, H), lstm.dtype)
-        dy[:, -1] = dy_last
-        _, (dh0, dc0) = lstm.backward(dy)
-        dh_norm[t], dc_norm[t] = np.linalg.norm(dh0), np.linalg.norm(dc0)
-    return dh_norm, dc_norm
-
-
-def rnn_state_gradients(rnn: RNN, x: np.ndarray, dy_last: np.ndarray) -> np.ndarray:
-    """||∂L/∂h_t|| for every state of a plain RNN, L = <dy_last, y_{T-1}>; as lstm_state_gradients.
-
-    x: (B, T, I); dy_last: (B, H) -> (T,).
-    """
-    B, T, _ = x.shape
-    y, _ = rnn.forward(x)
-    dh_norm = np.empty(T)
-    for t in range(T):
-        state = np.zeros((1, B, rnn.hidden_size), rnn.dtype) if t == 0 else y[None, :, t - 1]
-        rnn.forward(x[:, t:], state)
-        dy = np.zeros((B, T - t, rnn.hidden_size), rnn.dtype)
-        dy[:, -1] = dy_last
-        _, dh0 = rnn.backward(dy)
-        dh_norm[t] = np.linalg.norm(dh0)
-    return dh_norm
-
-
-def gradient_flow(x: np.ndarray, cfg: LSTMConfig, trained: LSTM | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """The curves of the gradient-flow figure, "model: quantity" -> (T,) norms, computed in float64.
-
-    x: (1, T, I); cfg: the LSTM's shape, copied by a fresh LSTM (unidirectional here) and by a fresh
-    plain RNN (same I and H); trained: the trained LSTM too, if given and unidirectional.
-    The loss gradient at the last step is the same unit vector for every model.
-    """
-    x = x.astype(np.float64)
-    dy_last = np.random.default_rng(seed).standard_normal((x.shape[0], cfg.hidden_size))
-    dy_last /= np.linalg.norm(dy_last)
-    rnn = RNN(cfg.input_size, cfg.hidden_size, dtype=np.float64, seed=seed)
-    curves = {"plain RNN, fresh: ‖∂L/∂h_t‖": rnn_state_gradients(rnn, x, dy_last)}
-    models = {"fresh": _float64_lstm(cfg, seed)}
-    if trained is not None and not trained.config.bidirectional:
-        models["trained"] = _float64_lstm(cfg, seed, trained.params)
-    for name, lstm in models.items():
-        dh, dc = lstm_state_gradients(lstm, x, dy_last)
-        curves[f"LSTM, {name}: ‖∂L/∂h_t‖"], curves[f"LSTM, {name}: ‖∂L/∂c_t‖"] = dh, dc
-    return curves
-
-
-def _float64_lstm(cfg: LSTMConfig, seed: int, params: dict | None = None) -> LSTM:
-    lstm = LSTM(cfg.input_size, cfg.hidden_size, num_layers=cfg.num_layers, peephole=cfg.peephole,
-                forget_gate=cfg.forget_gate, dtype=np.float64, seed=seed)
-    if params is not None:
-        lstm.params = {k: v.astype(np.float64) for k, v in params.items()}
-    return lstm
 
 
 # ---- figures ------------------------------------------------------------------------------------
@@ -309,7 +188,7 @@ def run_figures(run: Run) -> dict[str, object]:
     if run.model is not None:
         cfg, trained = run.model.lstm.config, run.model.lstm
     else:
-        from .checkpoint import model_from_config
+        from ..training.checkpoint import model_from_config
         cfg, trained = model_from_config(run.config["model"]).lstm.config, None
     figures["gradient_flow"] = gradient_flow_figure(gradient_flow(x, cfg, trained),
                                                     f"{name}: gradient of a loss at the last step, test sequence 0")
@@ -330,14 +209,3 @@ def save_figures(figures: dict, out, formats=("png",)) -> list[Path]:
             fig.savefig(path, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
             paths.append(path)
     return paths
-
-
-def plot_run(run_dir, out=None, formats=("png",), *, report: bool = True) -> list[Path]:
-    """Every figure of a run directory, written to out (default run_dir/plots), and run_dir/report.html
-    unless report=False -> the paths written, the report last."""
-    from .report import write_report
-
-    run = load_run(run_dir)
-    figures = run_figures(run)
-    paths = save_figures(figures, run.path / "plots" if out is None else out, formats)
-    return (paths + [write_report(run, figures=figures)]) if report else paths

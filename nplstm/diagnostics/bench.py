@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .layers import LSTM
+from ..layers import LSTM
 
 SIZES = {  # (B, T, I, H)
     "default": [(1, 100, 8, 32), (16, 100, 16, 64), (64, 100, 32, 128), (32, 50, 64, 256),
