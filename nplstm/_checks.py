@@ -4,12 +4,43 @@ from __future__ import annotations
 import numpy as np
 
 
-def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = False) -> np.ndarray:
-    """Return `a` if it is an ndarray of exactly `shape` and `dtype`.
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """value as an int if it is one (not a bool) and >= minimum, else ValueError naming both."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return int(value)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """np.dtype(dtype) if it is float32 or float64 (the dtypes a layer computes in), else ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype: expected float32 or float64, got {dt.name}")
+    return dt
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True if no entry of a is NaN or Inf. A finite sum proves it (NaN and ±Inf survive a sum) at
+    the cost of one read; only when the sum is not finite (or finite values overflowed it) are the
+    entries tested one by one."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
+def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = False, when: str = "") -> np.ndarray:
+    """Return `a` if it is an ndarray of exactly `shape` and `dtype` (and, with finite, no NaN or Inf).
 
     In `shape`, None matches any size and a leading ... any number of leading axes.
-    Nothing is broadcast and nothing is cast: a mismatch raises ValueError.
+    Nothing is broadcast and nothing is cast: a mismatch raises ValueError. `when` prefixes the
+    message's detail, e.g. "changed between forward() and backward(): ".
     """
+    name = f"{name}: {when}".rstrip(": ") if when else name
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name}: expected a numpy array of shape {_fmt(shape)}, got {type(a).__name__}")
     full = shape
@@ -21,10 +52,11 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = False) ->
     if dtype is not None and a.dtype != dtype:
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}; "
                          f"convert with .astype(np.{np.dtype(dtype).name}) or build the layer with dtype=np.{a.dtype.name}")
-    if finite and not np.isfinite(a).all():
+    if finite and not all_finite(a):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or Inf (first at index {tuple(int(i) for i in bad)}: "
-                         f"{a[tuple(bad)]}); clean the data before training")
+                         f"{a[tuple(bad)]}, {int((~np.isfinite(a)).sum())} of {a.size} entries); "
+                         f"np.argwhere(~np.isfinite(a)) lists them all")
     return a
 
 

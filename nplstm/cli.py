@@ -104,9 +104,9 @@ def _task_options(args) -> dict:
     return given
 
 
-def _train_config(args, recipe) -> dict:
-    """The recipe's training settings with the options given on the command line on top."""
-    cfg = dict(recipe.train)
+def _train_config(args, base: dict) -> dict:
+    """The training settings: `base` (the recipe's, or the resumed run's) with the options given on top."""
+    cfg = dict(base)
     given = {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "optimizer": args.optimizer,
              "momentum": args.momentum, "lr_schedule": args.schedule, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint_every": args.checkpoint_every}
@@ -118,8 +118,8 @@ def _train_config(args, recipe) -> dict:
     return cfg
 
 
-def _model_config(args, recipe) -> dict:
-    cfg = dict(recipe.model)
+def _model_config(args, base: dict) -> dict:
+    cfg = dict(base)
     given = {"hidden_size": args.hidden, "num_layers": args.layers, "forget_bias": args.forget_bias}
     cfg.update({k: v for k, v in given.items() if v is not None})
     if args.peephole is not None:
@@ -131,33 +131,79 @@ def _model_config(args, recipe) -> dict:
     return cfg
 
 
+# what a run's config.json gives a resumed command as its base; the rest is the command's own
+RESUMED_TRAIN = ("steps", "batch_size", "lr", "optimizer", "momentum", "clip", "lr_schedule", "warmup", "min_lr_frac",
+                 "step_size", "step_gamma", "eval_every", "eval_batch", "early_stop", "patience", "seed",
+                 "checkpoint_every", "schedule_steps")
+RESUMED_MODEL = ("hidden_size", "num_layers", "bidirectional", "peephole", "forget_gate")
+
+
+def _bases(args, recipe, run_dir: Path):
+    """(task options, model, training settings) to start from: the recipe's for a new run; for
+    --resume, the run's own config.json, so that only the options given on the command line change."""
+    if not args.resume:
+        return dict(recipe.task), dict(recipe.model), dict(recipe.train)
+    from .training.runs import read_config
+    config = read_config(run_dir)
+    if config["task"].get("name") != args.task:
+        raise ValueError(f"--resume: {run_dir} is a run of task {config['task'].get('name')!r}, not {args.task!r}")
+    return (dict(config["task"].get("options") or {}), {k: config["model"][k] for k in RESUMED_MODEL},
+            {k: config["train"][k] for k in RESUMED_TRAIN if k in config["train"]})
+
+
+def _claim_run_dir(task: str) -> Path:
+    """A new default run dir, runs/TASK-TIME[-n], created here: mkdir is atomic, so two runs started in
+    the same second get two directories."""
+    stem = Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = stem if n == 1 else stem.with_name(f"{stem.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ValueError(f"run dir: {stem}-1..999 all exist; pass --run-dir")
+
+
 def _train(args):
     from .anomaly import AnomalyError
-    from .training.recipes import RECIPES
     from .tasks import make_task
+    from .training.recipes import RECIPES
     from .training.trainer import TrainConfig, build_model, train
 
-    recipe = RECIPES[args.task]
-    task = make_task(args.task, **{**recipe.task, **_task_options(args)})
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.run_dir:
+        raise ValueError("--resume: say which run to continue with --run-dir DIR")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite: choose one (continue the run, or replace it)")
+    run_dir = Path(args.run_dir) if args.run_dir else None
     resume = None
     if args.resume:
         resume = run_dir / "checkpoint.npz"
         if not resume.exists():
             raise ValueError(f"--resume: no checkpoint at {resume}")
-    model_cfg = _model_config(args, recipe)
-    cfg = TrainConfig(**_train_config(args, recipe), run_dir=run_dir, progress=not args.no_progress,
-                      log_every=0 if args.quiet else 100, detect_anomaly=args.detect_anomaly)
-    model = build_model(task, seed=cfg.seed, **model_cfg)
-    if not args.quiet:
-        print(f"{task.name}: {model.lstm!r}, head {model.head.params['W'].shape}; "
-              f"{cfg.optimizer} lr {cfg.lr}, batch {cfg.batch_size}, up to {cfg.steps} updates; run dir {run_dir}")
+    task_base, model_base, train_base = _bases(args, RECIPES[args.task], run_dir)
+    task = make_task(args.task, **{**task_base, **_task_options(args)})
+    model_cfg = _model_config(args, model_base)
+    claimed = run_dir is None
+    run_dir = _claim_run_dir(args.task) if claimed else run_dir
     try:
+        cfg = TrainConfig(**_train_config(args, train_base), run_dir=run_dir, progress=not args.no_progress,
+                          log_every=0 if args.quiet else 100, detect_anomaly=args.detect_anomaly,
+                          overwrite=args.overwrite, override=tuple(args.override or ()))
+        model = build_model(task, seed=cfg.seed, **model_cfg)
+        if not args.quiet:
+            print(f"{task.name}: {model.lstm!r}, head {model.head.params['W'].shape}; "
+                  f"{cfg.optimizer} lr {cfg.lr}, batch {cfg.batch_size}, up to {cfg.steps} updates; run dir {run_dir}")
         history = train(model, task, cfg, resume_from=resume)
     except AnomalyError as err:
         err.add_note(f"  history in {run_dir}")
         if args.plot:
             err.add_note(f"  report in {_write_plots(run_dir)}")
+        raise
+    except BaseException:
+        if claimed and not any(run_dir.iterdir()):
+            run_dir.rmdir()                  # a run that wrote nothing leaves no empty directory behind
         raise
     print(verdict(task, history, cfg))
     if args.plot:
@@ -259,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop at the first NaN or Inf and explain where it came from (slower)")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", help="where history.json, config.json, checkpoint.npz go (default runs/TASK-TIME)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its checkpoint, with its own settings; options given "
+                        "change them only where a resume allows (--steps extends; the cosine schedule keeps its horizon)")
+    o.add_argument("--override", nargs="+", choices=["lr", "clip"], metavar="SETTING",
+                   help="with --resume: let these settings differ from the run's (lr, clip)")
+    o.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     o.add_argument("--checkpoint-every", type=integer(0), help="updates between checkpoints (default: at the end)")
     o.add_argument("--no-progress", action="store_true", help="plain lines instead of a tqdm bar")
     o.add_argument("--plot", action="store_true",
@@ -307,12 +358,19 @@ def main(argv=None) -> int:
                      + ", ".join(f"--{f.name}" for f in task_fields(TASKS[args.task])))
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from .anomaly import AnomalyError
+    from .anomaly import AnomalyError, NonFiniteError
     try:
         args.run(args)
     except AnomalyError as err:              # a diverged run: the whole report, not a traceback
         notes = "".join(f"\n{n}" for n in getattr(err, "__notes__", ()))
         print(f"nplstm {args.command}: stopped at the first NaN or Inf\n{err}{notes}", file=sys.stderr)
+        return 1
+    except NonFiniteError as err:            # diverged, detection off: one line that says what and when
+        print(f"nplstm {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except MemoryError as err:
+        print(f"nplstm {args.command}: error: out of memory ({err}); use shorter sequences or smaller batches",
+              file=sys.stderr)
         return 1
     except (ValueError, OSError) as err:
         print(f"nplstm {args.command}: error: {err}", file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import anomaly
-from ._checks import check_array, check_lengths
+from ._checks import check_array, check_dtype, check_int, check_lengths
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
 
@@ -25,16 +25,14 @@ class LSTM:
                  bidirectional: bool = False, peephole: str | None = "diagonal",
                  forget_gate: bool = True, dtype=np.float32, seed: int | None = None,
                  forget_bias: float = 1.0):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        sizes = [check_int(name, value) for name, value in
+                 (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers))]
         if peephole not in PEEPHOLES:
             raise ValueError(f"peephole: expected one of {PEEPHOLES}, got {peephole!r}")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
-        self.config = LSTMConfig(int(input_size), int(hidden_size), int(num_layers),
-                                 bool(bidirectional), peephole, bool(forget_gate))
-        self.dtype = np.dtype(dtype)
+        if not isinstance(forget_bias, (int, float, np.floating, np.integer)) or not np.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite number, got {forget_bias!r}")
+        self.dtype = check_dtype(dtype)
+        self.config = LSTMConfig(*sizes, bool(bidirectional), peephole, bool(forget_gate))
         self.params = init_params(self.config, np.random.default_rng(seed), self.dtype, forget_bias)
         self.grads: dict[str, np.ndarray] = {}
         self._cache = None
@@ -47,8 +45,7 @@ class LSTM:
         the states after each sequence's last valid step, in PyTorch's layer/direction order.
         """
         cfg = self.config
-        detect = anomaly.is_enabled()        # on: non-finite data raises AnomalyError instead of ValueError
-        x = check_array("x", x, (None, None, cfg.input_size), self.dtype, finite=not detect)
+        x = check_array("x", x, (None, None, cfg.input_size), self.dtype, finite=True)
         B, T, _ = x.shape
         if B == 0 or T == 0:
             raise ValueError(f"x: expected at least one sequence of at least one step, got shape {x.shape}")
@@ -58,16 +55,11 @@ class LSTM:
             h0 = c0 = np.zeros((LD, B, H), self.dtype)
         else:
             h0, c0 = _pair("state", state)
-            check_array("state h_0", h0, (LD, B, H), self.dtype, finite=not detect)
-            check_array("state c_0", c0, (LD, B, H), self.dtype, finite=not detect)
-        self._check_params()
-        if detect:
-            anomaly.check_data("the input data x", x)
-            for name, s in (("the initial state h_0", h0), ("the initial state c_0", c0)):
-                anomaly.check_data(name, s, ("layer·direction", "batch index b", "hidden unit"))
+            check_array("state h_0", h0, (LD, B, H), self.dtype, finite=True)
+            check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
+        self._check_params(finite=True)
         y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace)
-        if detect:
-            anomaly.check_lstm_forward(self._cache, self.params, cfg)
+        anomaly.check_lstm_forward(self._cache, self.params, cfg, x, h0, c0, lengths)
         self._shapes = (y.shape, state_n[0].shape)
         return y, state_n
 
@@ -81,21 +73,17 @@ class LSTM:
         if self._cache is None:
             raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
         y_shape, s_shape = self._shapes
-        dy = check_array("dy", dy, y_shape, self.dtype)
+        dy = check_array("dy", dy, y_shape, self.dtype, finite=True)
         if dstate is None:
             dh_n = dc_n = np.zeros(s_shape, self.dtype)
         else:
             dh_n, dc_n = _pair("dstate", dstate)
-            check_array("dstate dh_n", dh_n, s_shape, self.dtype)
-            check_array("dstate dc_n", dc_n, s_shape, self.dtype)
-        detect = anomaly.is_enabled()
-        if detect:
-            anomaly.check_lstm_inputs_backward(dy, dh_n, dc_n)
+            check_array("dstate dh_n", dh_n, s_shape, self.dtype, finite=True)
+            check_array("dstate dc_n", dc_n, s_shape, self.dtype, finite=True)
+        self._check_params(finite=True, when="changed between forward() and backward(): ")
         dx, dstate0, self.grads = stack_backward(dy, dh_n, dc_n, self._cache, self.params, self.config,
                                                  self._workspace)
-        if detect:
-            anomaly.check_lstm_backward(self._cache, self._workspace, self.params, self.config, dy, dh_n,
-                                        self.grads, dx, *dstate0)
+        anomaly.check_lstm_backward(self._cache, self.params, self.config, dy, dh_n, dc_n, self.grads, dx, *dstate0)
         return dx, dstate0
 
     def internals(self) -> dict[str, dict[str, np.ndarray]]:
@@ -107,11 +95,15 @@ class LSTM:
             raise ValueError("internals() called before forward(): run the LSTM on some input first")
         return stack_internals(self._cache, self.config)
 
-    def _check_params(self):
-        for name, shape in self.config.param_shapes().items():
+    def _check_params(self, finite: bool, when: str = ""):
+        shapes = self.config.param_shapes()
+        for name, shape in shapes.items():
             if name not in self.params:
-                raise ValueError(f"params: missing {name!r} of shape {shape}")
-            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype)
+                raise ValueError(f"params: {when}missing {name!r} of shape {shape}")
+            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype, finite=finite, when=when)
+        extra = sorted(set(self.params) - set(shapes))
+        if extra:
+            raise ValueError(f"params: {when}unexpected key {extra[0]!r}; this LSTM has {', '.join(shapes)}")
 
     def __repr__(self):
         c = self.config
@@ -140,22 +132,21 @@ class Linear:
     """y = x W + b on the last axis. params: "W" (in, out), "b" (out,)."""
 
     def __init__(self, in_features: int, out_features: int, *, dtype=np.float32, seed: int | None = None):
-        limit = 1 / np.sqrt(in_features)     # PyTorch's nn.Linear default
+        self.in_features, self.out_features = check_int("in_features", in_features), check_int("out_features", out_features)
+        self.dtype = check_dtype(dtype)
+        limit = 1 / np.sqrt(self.in_features)  # PyTorch's nn.Linear default
         rng = np.random.default_rng(seed)
-        self.dtype = np.dtype(dtype)
-        self.params = {"W": rng.uniform(-limit, limit, (in_features, out_features)).astype(dtype),
-                       "b": rng.uniform(-limit, limit, out_features).astype(dtype)}
+        self.params = {"W": rng.uniform(-limit, limit, (self.in_features, self.out_features)).astype(dtype),
+                       "b": rng.uniform(-limit, limit, self.out_features).astype(dtype)}
         self.grads: dict[str, np.ndarray] = {}
         self._cache = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., in) -> (..., out)."""
-        W, b = self.params["W"], self.params["b"]
-        check_array("x", x, (..., W.shape[0]), self.dtype)
-        check_array("params['b']", b, (W.shape[1],), self.dtype)
+        check_array("x", x, (..., self.in_features), self.dtype, finite=True)
+        W, b = self._checked_params()
         y, self._cache = linear_forward(x, W, b)
-        if anomaly.is_enabled():
-            anomaly.check_linear_forward(x, W, b, y)
+        anomaly.check_linear_forward(x, W, b, y)
         return y
 
     __call__ = forward
@@ -165,11 +156,22 @@ class Linear:
         if self._cache is None:
             raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
         x = self._cache
-        check_array("dy", dy, x.shape[:-1] + (self.params["W"].shape[1],), self.dtype)
-        dx, self.grads = linear_backward(dy, x, self.params["W"])
-        if anomaly.is_enabled():
-            anomaly.check_linear_backward(dy, x, self.params["W"], dx, self.grads)
+        check_array("dy", dy, x.shape[:-1] + (self.out_features,), self.dtype, finite=True)
+        W, _ = self._checked_params("changed between forward() and backward(): ")
+        dx, self.grads = linear_backward(dy, x, W)
+        anomaly.check_linear_backward(dy, x, W, dx, self.grads)
         return dx
+
+    def _checked_params(self, when: str = ""):
+        shapes = {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
+        for name, shape in shapes.items():
+            if name not in self.params:
+                raise ValueError(f"params: {when}missing {name!r} of shape {shape}")
+            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype, finite=True, when=when)
+        return self.params["W"], self.params["b"]
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, dtype={self.dtype.name})"
 
 
 class Model:
@@ -201,11 +203,15 @@ class Model:
                 **{"head." + k: v for k, v in self.head.grads.items()}}
 
     def load_params(self, params: dict[str, np.ndarray]) -> None:
-        """Replace the parts' arrays from a dict keyed like `params`."""
+        """Replace the parts' arrays from a dict keyed like `params`: every key known, every array of its
+        parameter's shape and dtype (checked before anything is replaced; missing keys are left as they are)."""
+        current = self.params
+        for key, value in params.items():
+            if key not in current:
+                raise ValueError(f"params: unexpected key {key!r}; this model has {', '.join(current)}")
+            check_array(f"params[{key!r}]", value, current[key].shape, self.dtype)
         for key, value in params.items():
             part, _, name = key.partition(".")
-            if part not in ("lstm", "head"):
-                raise ValueError(f"params: unexpected key {key!r}; keys start with 'lstm.' or 'head.'")
             getattr(self, part).params[name] = value
 
     def forward(self, x: np.ndarray, lengths=None) -> np.ndarray:

@@ -24,15 +24,15 @@ def mse(pred: np.ndarray, target: np.ndarray, mask=None):
 
     Returns (loss, dpred) with the mean taken over the unmasked positions and the O outputs.
     """
-    check_array("target", target, pred.shape, pred.dtype)
+    check_array("pred", pred, (..., None), finite=True)
+    check_array("target", target, pred.shape, pred.dtype, finite=True)
     w, count = _weights(mask, pred.shape[:-1], pred.dtype)
     diff = pred - target
     if w is not None:
         diff *= w[..., None]
     count *= pred.shape[-1]
     loss, dpred = float((diff * diff).sum() / count), (2 / count) * diff
-    if anomaly.is_enabled():
-        anomaly.check_loss("mse", loss, dpred, pred, target)
+    anomaly.check_loss("mse", loss, dpred, pred, target)
     return loss, dpred
 
 
@@ -42,6 +42,7 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask=None):
     logits: (..., C); targets: logits.shape[:-1] ints in [0, C); mask: same shape as targets or None.
     Returns (mean loss over unmasked positions, dlogits of logits' shape).
     """
+    check_array("logits", logits, (..., None), finite=True)
     C = logits.shape[-1]
     check_array("targets", targets, logits.shape[:-1])
     if not np.issubdtype(targets.dtype, np.integer):
@@ -59,6 +60,5 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, mask=None):
         nll = nll * w
         dlogits *= w[..., None]
     loss, dlogits = float(nll.sum() / count), dlogits / np.asarray(count, logits.dtype)
-    if anomaly.is_enabled():
-        anomaly.check_loss("softmax cross-entropy", loss, dlogits, logits, targets)
+    anomaly.check_loss("softmax cross-entropy", loss, dlogits, logits, targets)
     return loss, dlogits

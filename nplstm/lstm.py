@@ -33,10 +33,6 @@ class Workspace:
             a.fill(0)
         return a
 
-    def last(self, name: str) -> np.ndarray | None:
-        """The array last handed out under `name`, as the last call left it (None if never)."""
-        return self._arrays.get(name)
-
 
 def _fresh(name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
     return (np.zeros if zero else np.empty)(shape, dtype)
@@ -55,12 +51,14 @@ class Cache(NamedTuple):
 
 
 def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True,
-                 ws: Workspace | None = None):
+                 ws: Workspace | None = None, a_out: np.ndarray | None = None):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0, c0: (B, H); W: (I, 4H); R: (H, 4H); b: (4H,);
     p: (p_i, p_f, p_o), each (H,) for "diagonal" or (H, H) for "full"; None without peepholes.
     ws: a Workspace to take the cache's arrays from (None: fresh arrays).
+    a_out: None, or a (T, B, 4H) array that receives the pre-activations a_t (peepholes included;
+    the forget block is 0 without a forget gate), for diagnostics; rows past n_t are left alone.
     Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache.
     Rows past n_t keep zeros in h[t+1], c[t+1]: the caller reads final states at each row's length.
     """
@@ -68,16 +66,19 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     H = R.shape[0]
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs below
     alloc = _fresh if ws is None else ws.get
-    # σ(a) = (1 + tanh(a/2)) / 2. Halving the i, f, o columns of W, R, b and the peepholes once here
-    # lets one tanh call per step produce i, f and g together; `_tanh_to_sigmoid` finishes σ.
+    # Trick 1, halving: σ(a) = (1 + tanh(a/2)) / 2. The i, f, o columns of W, R, b and the peepholes
+    # are halved once here, so the buffer below holds a/2 for i, f, o (a for g), and one tanh call per
+    # step activates i, f and g together; `_tanh_to_sigmoid` then turns tanh(a/2) into σ(a).
     half = np.full(4 * H, 0.5, x.dtype)
     half[G * H:(G + 1) * H] = 1.0
     x1 = alloc("x1", (T, B, x.shape[2] + 1), x.dtype)
-    x1[..., :-1], x1[..., -1] = x, 1.0       # [x_t, 1] [W; b] = x_t W + b: the bias rides in the GEMM
+    x1[..., :-1], x1[..., -1] = x, 1.0       # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
     Wb = np.concatenate([W, b[None]]) * half
-    gates = alloc("gates", (T, B, 4 * H), x.dtype)
-    np.matmul(x1.reshape(T * B, -1), Wb, out=gates.reshape(T * B, 4 * H))  # input projections, one GEMM
-    gates4 = gates.reshape(T, B, 4, H)       # same memory, one gate per block
+    # Trick 3, one GEMM for all steps: `z` starts as x_t W + b (halved) for every t; each step adds
+    # h_{t-1} R and activates its row in place, so after step t, z[t] holds the gates i, f, g, o.
+    z = alloc("gates", (T, B, 4 * H), x.dtype)
+    np.matmul(x1.reshape(T * B, -1), Wb, out=z.reshape(T * B, 4 * H))
+    z4 = z.reshape(T, B, 4, H)               # same memory, one gate per block
     R_half = R * half
     if peephole == "diagonal":
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
@@ -89,14 +90,18 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     h[0], c[0] = h0, c0
     rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
     for t, n in enumerate(batch_sizes):
-        a, a4 = gates[t, :n], gates4[t, :n]  # (n, 4H) and its (n, 4, H) view, activated in place
+        a, a4 = z[t, :n], z4[t, :n]          # (n, 4H) and its (n, 4, H) view: a_t (halved), then the gates
         a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
         c_prev, c_t = c[t, :n], c[t + 1, :n]
-        i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]
         if peephole == "diagonal":           # i and f peek at c_{t-1}
             a4[:, IF] += c_prev[:, None, :] * p_if
         elif peephole == "full":
             a[:, :2 * H] += c_prev @ p_if
+        if a_out is not None:                # undo the halving: diagnostics see a_t itself
+            np.divide(a, half, out=a_out[t, :n])
+            if not forget_gate:
+                a_out[t, :n, F * H:G * H] = 0.0
+        i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
         if peephole is None:                 # o does not wait for c_t: one tanh for all four blocks
             np.tanh(a, out=a)
             _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
@@ -110,13 +115,15 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
             c_t[...] = c_prev
         c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
-        if peephole is not None:             # o peeks at the new c_t
+        if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
             o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
+            if a_out is not None:
+                np.multiply(o, 2, out=a_out[t, :n, O * H:])
             np.tanh(o, out=o)
             _tanh_to_sigmoid(o)              # o_t
         np.tanh(c_t, out=tanh_c[t, :n])
         np.multiply(o, tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
-    return h, c, Cache(x1, gates4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
+    return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
 
 
 def _tanh_to_sigmoid(u):
@@ -128,34 +135,37 @@ def _tanh_to_sigmoid(u):
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
 
 
-def _local_derivatives(gates4, c_prev, tanh_c, K, Kc, forget_gate):
+def _local_derivatives(gates4, c_prev, tanh_c, d_da, dh_dc, forget_gate):
     """Per-step factors of the backward pass, for a chunk of steps at once (fewer, larger NumPy calls).
 
     gates4: (S, B, 4, H) i, f, g, o; c_prev, tanh_c: (S, B, H). Fills and returns
-    K (S, B, 4, H): δa_i = δc ⊙ K_i, δa_f = δc ⊙ K_f, δa_g = δc ⊙ K_g, δa_o = δh ⊙ K_o; Kc (S, B, H): δc += δh ⊙ Kc.
+    d_da (S, B, 4, H) = [∂c/∂a_i, ∂c/∂a_f, ∂c/∂a_g, ∂h/∂a_o], so that δa_i = δc ⊙ d_da[i] (and f, g)
+    and δa_o = δh ⊙ d_da[o]; and dh_dc (S, B, H) = ∂h/∂c = o (1 - tanh² c), so that δc += δh ⊙ dh_dc.
     """
     i, f, g, o = (gates4[:, :, k] for k in range(4))
-    np.multiply(gates4, gates4, out=K)
-    np.subtract(gates4, K, out=K)            # σ' = s - s² for i, f, o
-    np.subtract(1, g * g, out=K[:, :, G])    # tanh' = 1 - g²
-    K[:, :, I] *= g                          # ∂c/∂i = g
+    np.multiply(gates4, gates4, out=d_da)
+    np.subtract(gates4, d_da, out=d_da)      # σ' = s - s² for i, f, o
+    np.subtract(1, g * g, out=d_da[:, :, G])  # tanh' = 1 - g²
+    d_da[:, :, I] *= g                       # ∂c/∂i = g
     if forget_gate:
-        K[:, :, F] *= c_prev                 # ∂c/∂f = c_{t-1}
+        d_da[:, :, F] *= c_prev              # ∂c/∂f = c_{t-1}
     else:
-        K[:, :, F] = 0.0                     # f ≡ 1 has no pre-activation to train
-    K[:, :, G] *= i                          # ∂c/∂g = i
-    K[:, :, O] *= tanh_c                     # ∂h/∂o = tanh(c)
-    np.multiply(tanh_c, tanh_c, out=Kc)
-    np.subtract(1, Kc, out=Kc)
-    Kc *= o                                  # ∂h/∂c = o (1 - tanh² c)
-    return K, Kc
+        d_da[:, :, F] = 0.0                  # f ≡ 1 has no pre-activation to train
+    d_da[:, :, G] *= i                       # ∂c/∂g = i
+    d_da[:, :, O] *= tanh_c                  # ∂h/∂o = tanh(c)
+    np.multiply(tanh_c, tanh_c, out=dh_dc)
+    np.subtract(1, dh_dc, out=dh_dc)
+    dh_dc *= o                               # ∂h/∂c = o (1 - tanh² c)
+    return d_da, dh_dc
 
 
-def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace | None = None):
+def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace | None = None,
+                  da_out: np.ndarray | None = None):
     """Backpropagate through time for one direction.
 
     dy: (T, B, H) gradient of the outputs h_1..h_T (rows past n_t are ignored);
-    dh_n, dc_n: (B, H) gradient of each row's final state; ws: a Workspace for scratch arrays.
+    dh_n, dc_n: (B, H) gradient of each row's final state; ws: a Workspace for scratch arrays;
+    da_out: None, or a (T, B, 4H) array that receives δa_t = dL/da_t for every step (diagnostics).
     Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o"}.
     """
     x1, gates4, c, h, tanh_c, batch_sizes, peephole, forget_gate = cache
@@ -163,8 +173,13 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
     alloc = _fresh if ws is None else ws.get
-    da_all = alloc("da", (T, B, 4 * H), x1.dtype, zero=ragged)  # δa_t = dL/da_t; finished rows stay 0
-    da4_all = da_all.reshape(T, B, 4, H)
+    if da_out is None:
+        da_all = alloc("da", (T, B, 4 * H), x1.dtype, zero=ragged)
+    else:
+        da_all = da_out
+        if ragged:
+            da_all.fill(0)                   # finished rows stay 0
+    da4_all = da_all.reshape(T, B, 4, H)     # δa_t = dL/da_t
     dh = dh_n.astype(x1.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
     dc = dc_n.astype(x1.dtype, copy=True)   # (B, H) running δc_t
     if peephole == "diagonal":
@@ -172,27 +187,31 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
     elif peephole == "full":
         p_if = np.ascontiguousarray(np.concatenate(p[:2], axis=1).T)  # (2H, H) = [P_i | P_f]ᵀ
         p_o = np.ascontiguousarray(p[2].T)
-    S = max(1, min(T, CHUNK // (B * 4 * H)))  # steps per chunk of local derivatives
-    K, Kc = alloc("K", (S, B, 4, H), x1.dtype), alloc("Kc", (S, B, H), x1.dtype)
+    # Trick: the local derivatives depend on the forward alone, so they are computed for a chunk of
+    # `chunk` steps at once (few large NumPy calls) and the time loop only multiplies by them.
+    chunk = max(1, min(T, CHUNK // (B * 4 * H)))
+    d_da, dh_dc = alloc("d_da", (chunk, B, 4, H), x1.dtype), alloc("dh_dc", (chunk, B, H), x1.dtype)
     tmp = alloc("tmp", (B, H), x1.dtype)
     R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
-    for t1 in range(T, 0, -S):               # chunks [t0, t1), last chunk first
-        t0 = max(0, t1 - S)
-        _local_derivatives(gates4[t0:t1], c[t0:t1], tanh_c[t0:t1], K[:t1 - t0], Kc[:t1 - t0], forget_gate)
-        for t in range(t1 - 1, t0 - 1, -1):
-            n, k, kc = batch_sizes[t], K[t - t0, :batch_sizes[t]], Kc[t - t0, :batch_sizes[t]]
+    for end in range(T, 0, -chunk):          # chunks [start, end), the last chunk first
+        start = max(0, end - chunk)
+        _local_derivatives(gates4[start:end], c[start:end], tanh_c[start:end], d_da[:end - start],
+                           dh_dc[:end - start], forget_gate)
+        for t in range(end - 1, start - 1, -1):
+            n = batch_sizes[t]
+            d_da_t, dh_dc_t = d_da[t - start, :n], dh_dc[t - start, :n]
             da, da4 = da_all[t, :n], da4_all[t, :n]
             dh_t, dc_t = dh[:n], dc[:n]
             dh_t += dy[t, :n]                # h_t feeds the output y_t and step t+1
             # backprop h_t = o_t tanh(c_t)
-            np.multiply(dh_t, k[:, O], out=da4[:, O])          # δa_o
-            dc_t += np.multiply(dh_t, kc, out=tmp[:n])         # δc_t += δh_t o_t (1 - tanh² c_t)
+            np.multiply(dh_t, d_da_t[:, O], out=da4[:, O])          # δa_o
+            dc_t += np.multiply(dh_t, dh_dc_t, out=tmp[:n])         # δc_t += δh_t o_t (1 - tanh² c_t)
             if peephole == "diagonal":       # o_t peeked at c_t
                 dc_t += np.multiply(da4[:, O], p_o, out=tmp[:n])
             elif peephole == "full":
                 dc_t += np.matmul(da4[:, O], p_o, out=tmp[:n])
             # backprop c_t = f_t c_{t-1} + i_t g_t into a_i, a_f, a_g at once
-            np.multiply(dc_t[:, None, :], k[:, :O], out=da4[:, :O])
+            np.multiply(dc_t[:, None, :], d_da_t[:, :O], out=da4[:, :O])
             if forget_gate:
                 dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
             if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_array
+from ._checks import check_array, check_dtype, check_int
 
 
 class RNNCache(NamedTuple):
@@ -61,13 +61,9 @@ class RNN:
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, dtype=np.float32, seed: int | None = None):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype: expected float32 or float64, got {np.dtype(dtype).name}")
+        input_size, hidden_size = check_int("input_size", input_size), check_int("hidden_size", hidden_size)
+        self.dtype = check_dtype(dtype)
         rng, limit = np.random.default_rng(seed), 1 / np.sqrt(hidden_size)
-        self.dtype = np.dtype(dtype)
         self.params = {name: rng.uniform(-limit, limit, shape).astype(dtype) for name, shape in
                        (("W", (input_size, hidden_size)), ("R", (hidden_size, hidden_size)), ("b", (hidden_size,)))}
         self.grads: dict[str, np.ndarray] = {}
@@ -92,8 +88,7 @@ class RNN:
             raise ValueError(f"x: expected at least one sequence of at least one step, got shape {x.shape}")
         h0 = np.zeros((1, B, H), self.dtype) if state is None else check_array("state h_0", state, (1, B, H),
                                                                                 self.dtype, finite=True)
-        for name, shape in (("W", (I, H)), ("R", (H, H)), ("b", (H,))):
-            check_array(f"params[{name!r}]", self.params.get(name), shape, self.dtype)
+        self._check_params()
         h, self._cache = rnn_forward(x.transpose(1, 0, 2), h0[0], self.params["W"], self.params["R"], self.params["b"])
         return h[1:].transpose(1, 0, 2).copy(), h[-1:].copy()
 
@@ -105,11 +100,18 @@ class RNN:
             raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
         T, B, _ = self._cache.x.shape
         H = self.hidden_size
-        dy = check_array("dy", dy, (B, T, H), self.dtype)
-        dh_n = np.zeros((1, B, H), self.dtype) if dh_n is None else check_array("dh_n", dh_n, (1, B, H), self.dtype)
+        dy = check_array("dy", dy, (B, T, H), self.dtype, finite=True)
+        dh_n = np.zeros((1, B, H), self.dtype) if dh_n is None else check_array("dh_n", dh_n, (1, B, H), self.dtype,
+                                                                                finite=True)
+        self._check_params("changed between forward() and backward(): ")
         dx, dh0, self.grads = rnn_backward(dy.transpose(1, 0, 2), dh_n[0], self._cache,
                                            self.params["W"], self.params["R"])
         return np.ascontiguousarray(dx.transpose(1, 0, 2)), dh0[None]
+
+    def _check_params(self, when: str = ""):
+        I, H = self.input_size, self.hidden_size
+        for name, shape in (("W", (I, H)), ("R", (H, H)), ("b", (H,))):
+            check_array(f"params[{name!r}]", self.params.get(name), shape, self.dtype, finite=True, when=when)
 
     def __repr__(self):
         return f"RNN({self.input_size}, {self.hidden_size}, dtype={self.dtype.name})"

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .lstm import Cache, F, Workspace, lstm_backward, lstm_forward
+from .lstm import F, Workspace, lstm_backward, lstm_forward
 
 PEEPHOLES = ("diagonal", "full", None)
 
@@ -37,11 +37,16 @@ class LSTMConfig:
         """D: 2 if bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
+    @staticmethod
+    def prefix(k: int, d: int) -> str:
+        """The key prefix of layer k, direction d (1: reverse): "l0.", "l0_reverse.", ..."""
+        return f"l{k}_reverse." if d else f"l{k}."
+
     def prefixes(self):
         """(layer, direction, key prefix) in PyTorch's order: l0, l0_reverse, l1, ..."""
         for k in range(self.num_layers):
             for d in range(self.num_directions):
-                yield k, d, f"l{k}_reverse." if d else f"l{k}."
+                yield k, d, self.prefix(k, d)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Key -> shape: "l{k}.W" (I or D·H, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), peepholes (H,) or (H, H)."""
@@ -107,11 +112,14 @@ def _flip(a, flip):
     return a[::-1] if flip is None else a[flip]
 
 
-def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict | None = None):
+def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict | None = None,
+                  record: dict | None = None):
     """Forward through all layers and directions.
 
     x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T);
-    workspace: a dict the caller keeps between calls, to reuse scratch arrays (None: fresh ones).
+    workspace: a dict the caller keeps between calls, to reuse scratch arrays (None: fresh ones);
+    record: None, or a dict that receives {prefix: {"a": (T, B, 4H)}}, each layer's and direction's
+    pre-activations a_t, time-major, in the cache's row order and the direction's own time order.
     Returns y (B, T, D·H) with zeros at padded steps, (h_n, c_n) each (L·D, B, H), StackCache.
     """
     B, T, _ = x.shape
@@ -133,13 +141,15 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     for k in range(cfg.num_layers):
         outs = []
         for d in range(D):
-            pre = f"l{k}_reverse." if d else f"l{k}."
-            p = _peepholes(params, pre, cfg)
+            pre = cfg.prefix(k, d)
             j = k * D + d
+            a_out = None if record is None else np.zeros((T, B, 4 * H), x.dtype)
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
-                                       params[pre + "W"], params[pre + "R"], params[pre + "b"], p,
-                                       batch_sizes=batch_sizes, peephole=cfg.peephole,
-                                       forget_gate=cfg.forget_gate, ws=_ws(workspace, pre))
+                                       params[pre + "W"], params[pre + "R"], params[pre + "b"],
+                                       _peepholes(params, pre, cfg), batch_sizes=batch_sizes, peephole=cfg.peephole,
+                                       forget_gate=cfg.forget_gate, ws=_ws(workspace, pre), a_out=a_out)
+            if record is not None:
+                record[pre] = {"a": a_out}
             caches.append(cache)
             outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
             h_n.append(h[lengths, rows])     # each row's state after its own last step
@@ -155,10 +165,14 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     return y, (h_n, c_n), StackCache(caches, order, lengths, flip)
 
 
-def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, workspace: dict | None = None):
+def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, workspace: dict | None = None,
+                   record: dict | None = None):
     """Backward through all layers and directions.
 
-    dy: (B, T, D·H); dh_n, dc_n: (L·D, B, H); workspace: as in stack_forward.
+    dy: (B, T, D·H); dh_n, dc_n: (L·D, B, H); workspace: as in stack_forward;
+    record: None, or a dict that receives {prefix: {"da": (T, B, 4H), "dy": (T, B, H)}}: each layer's
+    and direction's δa_t and the gradient arriving at its outputs h_t from above (the loss or the next
+    layer), time-major, in the cache's row order and the direction's own time order.
     Returns dx (B, T, I), (dh0, dc0) each (L·D, B, H), and grads keyed like params.
     """
     caches, order, lengths, flip = cache
@@ -170,12 +184,17 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, w
     for k in reversed(range(cfg.num_layers)):
         dinp = 0
         for d in range(D):
-            pre = f"l{k}_reverse." if d else f"l{k}."
+            pre = cfg.prefix(k, d)
             j = k * D + d
             dout_d = dout[..., d * H:(d + 1) * H]
+            dout_d = dout_d if d == 0 else _flip(dout_d, flip)
+            da_out = None
+            if record is not None:
+                da_out = np.empty(caches[j].x1.shape[:2] + (4 * H,), caches[j].x1.dtype)
+                record[pre] = {"da": da_out, "dy": np.array(dout_d)}
             dx_d, dh0[j], dc0[j], g = lstm_backward(
-                dout_d if d == 0 else _flip(dout_d, flip), dh_n[j], dc_n[j], caches[j],
-                params[pre + "W"], params[pre + "R"], _peepholes(params, pre, cfg), ws=_ws(workspace, pre + "backward"))
+                dout_d, dh_n[j], dc_n[j], caches[j], params[pre + "W"], params[pre + "R"],
+                _peepholes(params, pre, cfg), ws=_ws(workspace, pre + "backward"), da_out=da_out)
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
         dout = dinp                          # (T, B, in) gradient into the layer below

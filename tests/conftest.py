@@ -1,8 +1,14 @@
-"""Shared fixtures. In CI (CI=true) a skipped test fails the run: the torch oracle must run there."""
+"""Shared fixtures and helpers. In CI (CI=true) a skipped test fails the run: the torch oracle must run there.
+
+The helpers are plain functions, imported as `from tests.conftest import rel_err, random_lstm, random_inputs`
+(hypothesis draws many examples within one call of a test, which function-scoped fixtures do not allow).
+"""
 import os
 
 import numpy as np
 import pytest
+
+import nplstm
 
 
 @pytest.fixture
@@ -29,3 +35,22 @@ def rel_err(a, b) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     scale = np.abs(b).max()
     return float(np.abs(a - b).max() / scale) if scale else float(np.abs(a).max())
+
+
+def random_lstm(rng, I, H, *, num_layers=1, bidirectional=False, peephole="diagonal", forget_gate=True):
+    """A float64 LSTM with every parameter random (peepholes and biases included), so no term hides."""
+    lstm = nplstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional, peephole=peephole,
+                       forget_gate=forget_gate, dtype=np.float64, seed=int(rng.integers(1 << 30)))
+    for k, v in lstm.params.items():
+        lstm.params[k] = rng.normal(0, 0.5, v.shape)
+    return lstm
+
+
+def random_inputs(rng, lstm, B, T, ragged):
+    """x (B, T, I), a random initial state (h_0, c_0), each (L·D, B, H), and lengths (B,) if ragged else None."""
+    c = lstm.config
+    LD = c.num_layers * c.num_directions
+    x = rng.standard_normal((B, T, c.input_size))
+    state = (rng.standard_normal((LD, B, c.hidden_size)), rng.standard_normal((LD, B, c.hidden_size)))
+    lengths = rng.integers(1, T + 1, B) if ragged else None
+    return x, state, lengths

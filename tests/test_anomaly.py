@@ -30,15 +30,16 @@ def raised(fn) -> nplstm.AnomalyError:
 
 # --- off: opt-in, no checks, same numbers ------------------------------------------------------
 
-def test_off_by_default_nan_flows_through_silently():
-    """Detection is opt-in: without it a NaN weight gives NaN outputs, gradients and weights, and no error."""
+@pytest.mark.parametrize("detect", [False, True])
+def test_a_non_finite_weight_is_refused_on_and_off(detect):
+    """A NaN parameter never flows through silently: forward refuses it with a ValueError (malformed
+    input, not arithmetic gone wrong), with detection on or off."""
     assert not is_enabled()
     lstm = nplstm.LSTM(4, 8, seed=0)
     lstm.params["l0.R"][2, 5] = np.nan
-    y, _ = lstm.forward(data())
-    lstm.backward(np.ones_like(y))
-    nplstm.Adam(1e-2).step(lstm.params, lstm.grads)
-    assert np.isnan(y).any() and np.isnan(lstm.grads["l0.W"]).any() and np.isnan(lstm.params["l0.W"]).any()
+    with nplstm.detect_anomaly(detect), pytest.raises(ValueError, match=r"params\['l0.R'\]: contains NaN or Inf "
+                                                                    r"\(first at index \(2, 5\): nan, 1 of 256"):
+        lstm.forward(data())
 
 
 def test_results_are_bit_identical_with_detection_on_and_off(tmp_path):
@@ -80,37 +81,39 @@ def test_error_is_arithmetic_not_value_error():
 
 # --- forward: data, a NaN weight, a float32 overflow, the reverse direction -----------------------
 
+@pytest.mark.parametrize("detect", [False, True])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_in_data_names_the_data_and_where(bad):
+def test_nan_in_data_is_a_value_error_naming_where(bad, detect):
     x = data()
     x[1, 3, 2] = bad
-    err = raised(lambda: nplstm.LSTM(4, 8, seed=0).forward(x))
-    assert err.quantity == "the input data x"
-    assert err.where == {"batch index b": 1, "time step t": 3, "feature": 2}
-    assert "the data contains NaN or Inf (1 of 72 entries" in str(err)
-    with pytest.raises(ValueError, match=r"x: contains NaN or Inf \(first at index \(1, 3, 2\)"):
-        nplstm.LSTM(4, 8, seed=0).forward(x)                     # off: the ValueError as before
+    with nplstm.detect_anomaly(detect), pytest.raises(ValueError, match=r"x: contains NaN or Inf \(first at index "
+                                                                    r"\(1, 3, 2\): (nan|inf), 1 of 72 entries"):
+        nplstm.LSTM(4, 8, seed=0).forward(x)
 
 
-def test_nan_in_targets_names_the_targets():
+@pytest.mark.parametrize("detect", [False, True])
+def test_nan_in_targets_is_a_value_error_naming_where(detect):
     y = np.zeros((4, 1), np.float32)
     y[2, 0] = np.nan
-    err = raised(lambda: nplstm.mse(np.zeros((4, 1), np.float32), y))
-    assert err.quantity == "the target data y" and err.where == {"batch index b": 2, "output": 0}
-    assert "the data contains NaN or Inf" in str(err)
+    with nplstm.detect_anomaly(detect), pytest.raises(ValueError, match=r"target: contains NaN or Inf \(first at "
+                                                                    r"index \(2, 0\)"):
+        nplstm.mse(np.zeros((4, 1), np.float32), y)
 
 
 @pytest.mark.parametrize("q,gate", list(enumerate(["input gate", "forget gate", "cell input g", "output gate"])))
-def test_nan_weight_names_the_gate_step_and_weight(q, gate):
-    """R[2, q·H + 5] feeds unit 5 of gate q; h_0 = 0 and 0 · NaN = NaN, so a_q is NaN from t = 0."""
+def test_overflow_names_the_gate_step_and_weight(q, gate):
+    """W[0, q·H + 5] = 3e38 feeds unit 5 of gate q; times an input of 2 it is 6e38, beyond float32's
+    3.4e38, so a_q overflows at t = 0 in every row (the engine itself only ever holds a/2 for i, f, o)."""
     H = 8
     lstm = nplstm.LSTM(4, H, seed=0)
-    lstm.params["l0.R"][2, q * H + 5] = np.nan
-    err = raised(lambda: lstm.forward(data()))
+    lstm.params["l0.W"][0, q * H + 5] = 3e38
+    x = data()
+    x[:, :, 0] = 2.0
+    err = raised(lambda: lstm.forward(x))
     assert err.quantity.startswith(f"the pre-activation of the {gate} (a_{'ifgo'[q]} = x_t W + h_{{t-1}} R + b")
     assert err.where == {"layer": 0, "direction": "forward", "time step t": 0, "batch index b": 0, "hidden unit": 5}
-    assert np.isnan(err.value)
-    assert f"l0.R is already non-finite: 1 of 256 entries, the first nan at [2, {q * H + 5}]" in str(err)
+    assert err.value == np.inf
+    assert "overflow: x_t W at unit 5 is 6e+38 in exact arithmetic, beyond float32's largest value 3.4e+38" in str(err)
 
 
 def test_float32_overflow_of_a_huge_weight():
@@ -145,24 +148,26 @@ def test_huge_weights_that_cancel_are_not_an_anomaly():
 
 @pytest.mark.parametrize("num_layers,key,where", [
     (1, "l0_reverse.W", {"layer": 0, "direction": "reverse", "time step t": 2, "batch index b": 1}),
-    (2, "l1_reverse.R", {"layer": 1, "direction": "reverse", "time step t": 2, "batch index b": 1}),
+    (2, "l1_reverse.R", {"layer": 1, "direction": "reverse", "time step t": 2, "batch index b": 0}),
 ])
 def test_reverse_direction_in_a_ragged_batch(num_layers, key, where):
     """The reverse direction starts at each row's last valid step: for row 1 (length 3), t = 2.
     Layer 0: x[1, 2, 0] = 1e30 times weights of 1e10 overflows only in the reverse direction.
-    Layer 1: a NaN in R meets h_0 = 0 at the reverse direction's first step; row 1 is the first
-    row (in the caller's order) whose first reverse step is its own t = 2, and rows 0, 2 are longer."""
+    Layer 1: an initial state of 1e30 times R[0, 0] = 1e10 overflows at the reverse direction's
+    first step, in every row; all rows end at t = 2, so b = 0 is the first."""
     lstm = nplstm.LSTM(4, 8, num_layers=num_layers, bidirectional=True, seed=0)
     x = data()
+    state = None
     if key == "l0_reverse.W":
         lstm.params[key][0, :] = 1e10
         x[1, 2, 0] = 1e30
         lengths = [6, 3, 5]
     else:
-        lstm.params[key][0, 0] = np.nan
-        lengths = [3, 3, 3]                                      # all end at t = 2; b = 0 is the first row
-        where = {**where, "batch index b": 0}
-    err = raised(lambda: lstm.forward(x, lengths=np.array(lengths)))
+        lstm.params[key][0, 0] = 1e10
+        h0 = np.zeros((4, 3, 8), np.float32)
+        h0[3, :, 0] = 1e30                                       # (L·D, B, H): l1_reverse is the 4th
+        state, lengths = (h0, np.zeros_like(h0)), [3, 3, 3]
+    err = raised(lambda: lstm.forward(x, state, lengths=np.array(lengths)))
     assert err.quantity.startswith("the pre-activation of the input gate")
     assert {k: err.where[k] for k in where} == where
 
@@ -228,16 +233,20 @@ def test_gradient_norm_overflow_is_reported():
 
 def first_non_finite_update(task, model, cfg):
     """Oracle: the trainer's loop written out, detection off; the first update with a non-finite
-    loss, prediction, gradient or weight."""
+    loss, prediction, gradient or weight (train_step and the optimizer refuse to go on past one)."""
     rng, opt = np.random.default_rng(cfg.seed), SGD(cfg.lr)
     with np.errstate(all="ignore"):
         for step in range(1, cfg.steps + 1):
-            loss, _ = train_step(model, task.batch(rng, cfg.batch_size), LOSSES[task.loss])
-            if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in model.grads.values()):
+            try:
+                train_step(model, task.batch(rng, cfg.batch_size), LOSSES[task.loss])
+            except nplstm.NonFiniteError:
+                return step
+            if not all(np.isfinite(g).all() for g in model.grads.values()):
                 return step
             clip_grad_norm(model.grads, math.inf)
-            opt.step(model.params, model.grads)
-            if not all(np.isfinite(p).all() for p in model.params.values()):
+            try:
+                opt.step(model.params, model.grads)
+            except nplstm.NonFiniteError:
                 return step
     return None
 

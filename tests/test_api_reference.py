@@ -18,6 +18,7 @@ TOOL = ROOT / "tools" / "api_reference.py"
 NO_SHAPES = {
     "detect_anomaly": "a context manager and decorator: it takes no arrays",
     "AnomalyError": "an exception: raised by the library, not given arrays; its report prints the shapes",
+    "NonFiniteError": "an exception: raised by the trainer and the optimizers, its message names what went non-finite",
     "GradcheckReport": "a result: worst relative errors (floats) per array name",
     "gradcheck": "takes any layer and its inputs, of whatever shapes that layer's forward takes",
 }

@@ -16,7 +16,8 @@ def test_nplstm_bench_tiny_runs(tmp_path):
     assert "float32 GEMM rate" in out.stdout and "ratio" in out.stdout
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert len(rows) == 1 and rows[0]["H"] == 8
-    for key in ("train_ms", "infer_ms", "gemm_floor_ms", "diagonal_over_none", "full_over_none", "cache_mb"):
+    for key in ("train_ms", "infer_ms", "gemm_floor_ms", "diagonal_over_none", "full_over_none", "cache_mb",
+                "checks_fraction"):
         assert rows[0][key] > 0
 
 

@@ -6,24 +6,7 @@ from hypothesis import strategies as st
 
 import nplstm
 from nplstm import lstm as lstm_core
-
-
-def random_lstm(rng, I, H, *, num_layers=1, bidirectional=False, peephole="diagonal", forget_gate=True):
-    """A float64 LSTM with every parameter random (peepholes and biases included), so no term hides."""
-    lstm = nplstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional, peephole=peephole,
-                       forget_gate=forget_gate, dtype=np.float64, seed=int(rng.integers(1 << 30)))
-    for k, v in lstm.params.items():
-        lstm.params[k] = rng.normal(0, 0.5, v.shape)
-    return lstm
-
-
-def random_inputs(rng, lstm, B, T, ragged):
-    c = lstm.config
-    LD = c.num_layers * c.num_directions
-    x = rng.standard_normal((B, T, c.input_size))
-    state = (rng.standard_normal((LD, B, c.hidden_size)), rng.standard_normal((LD, B, c.hidden_size)))
-    lengths = rng.integers(1, T + 1, B) if ragged else None
-    return x, state, lengths
+from tests.conftest import random_inputs, random_lstm
 
 
 configs = st.fixed_dictionaries({
@@ -34,6 +17,7 @@ configs = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs, B=st.integers(1, 3), T=st.integers(1, 4), I=st.integers(1, 3), H=st.integers(1, 3),
        ragged=st.booleans(), with_state=st.booleans(), seed=st.integers(0, 2**31 - 1))
@@ -58,6 +42,7 @@ def test_single_step_single_sequence(peephole, forget_gate):
     assert report.ok, f"\n{report}"
 
 
+@pytest.mark.slow
 def test_ragged_stacked_bidirectional_with_final_state_gradients():
     """The case with the most bookkeeping: lengths sorted internally, reverse starts at each length."""
     rng = np.random.default_rng(1)
@@ -114,6 +99,7 @@ def test_gradcheck_samples_large_arrays():
     assert max(report.checked.values()) == 7
 
 
+@pytest.mark.slow
 def test_linear_and_models():
     rng = np.random.default_rng(5)
     head = nplstm.Linear(4, 3, dtype=np.float64, seed=1)

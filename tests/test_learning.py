@@ -1,9 +1,11 @@
 """Short real training runs on the papers' tasks: each must learn past a stated bound."""
-import numpy as np
+import pytest
 
 from nplstm.training.recipes import RECIPES
 from nplstm.tasks import make_task
 from nplstm.training.trainer import TrainConfig, build_model, train
+
+pytestmark = pytest.mark.slow          # seconds to tens of seconds each; `pytest -m "not slow"` leaves them out
 
 
 def run(name, steps, task_options=None, **train_options):

@@ -4,9 +4,8 @@ import pytest
 
 import nplstm
 from nplstm.interop import torch as interop
-from tests.conftest import rel_err
-from tests.test_gradients import random_inputs, random_lstm
 from tests import torch_oracle
+from tests.conftest import random_inputs, random_lstm, rel_err
 
 CONFIGS = [
     dict(peephole="diagonal"),

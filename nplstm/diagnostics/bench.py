@@ -88,6 +88,47 @@ def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
     return min(_timed(step) for _ in range(repeat))
 
 
+def check_cost(size, repeat: int = 7) -> tuple[float, float]:
+    """(seconds of one training step, seconds of the finiteness checks it makes), medians.
+
+    The step is the trainer's: Model forward, mse, backward, clip_grad_norm, Adam. The checks are the
+    all_finite scans the shells and the optimizer make in it, timed alone on the same arrays: x and
+    the parameters at forward, the loss's prediction and target, dy of the head and the LSTM and the
+    parameters again at backward, and in Adam the gradients, the new parameters and both moments.
+    """
+    from .._checks import all_finite
+    from ..layers import Linear, Model
+    from ..losses import mse
+    from ..optim import Adam, clip_grad_norm
+
+    B, T, I, H = size
+    rng = np.random.default_rng(0)
+    model = Model(LSTM(I, H, seed=0), Linear(H, 1, seed=1))
+    x, y = rng.standard_normal((B, T, I), dtype=np.float32), rng.standard_normal((B, T, 1), dtype=np.float32)
+    opt = Adam(1e-3)
+
+    def step():
+        out = model.forward(x)
+        _, dout = mse(out, y)
+        model.backward(dout)
+        clip_grad_norm(model.grads, 1.0)
+        opt.step(model.params, model.grads)
+        return out, dout
+    out, dout = step()
+    dy = np.ones((B, T, H), np.float32)
+    params, grads, state = list(model.params.values()), list(model.grads.values()), \
+        [a for s in opt.state.values() for a in s]
+
+    def checks():
+        for a in (x, out, y, dout, dy, *params, *params, *params, *grads, *state):
+            all_finite(a)
+    times = {"step": [], "checks": []}
+    for _ in range(repeat):
+        for name, fn in (("step", step), ("checks", checks)):
+            times[name].append(_timed(fn))
+    return float(np.median(times["step"])), float(np.median(times["checks"]))
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -161,7 +202,7 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
     head = (f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'nplstm':>8} {'torch':>8} {'ratio':>6} {'GFLOP/s':>7} {'%GEMM':>6}"
             f" {'floor':>7} {'floor/torch':>11}"
             f" | {'infer':>7} {'torch':>7} {'ratio':>6} {'floor/torch':>11} | {'diag':>6} {'full':>6}"
-            f" | {'cache MB':>8} {'formula':>7}")
+            f" | {'cache MB':>8} {'formula':>7} | {'checks':>6}")
     print_fn(head)
     rows = []
     for size in grid:
@@ -177,6 +218,8 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
                "full_over_none": t[("nplstm", "full", "train")] / ours,
                "cache_mb": r["cache"] * 4 / 2 ** 20, "cache_formula_mb": r["cache_formula"] * 4 / 2 ** 20,
                "repeats": r["repeats"]}
+        step_s, checks_s = check_cost(size, repeat=r["repeats"])
+        row["checks_fraction"] = checks_s / step_s
         if torch is not None:
             row.update(torch_train_ms=t[("torch", None, "train")] * 1e3, torch_infer_ms=t[("torch", None, "infer")] * 1e3)
             row.update(train_ratio=row["train_ms"] / row["torch_train_ms"], infer_ratio=row["infer_ms"] / row["torch_infer_ms"],
@@ -187,9 +230,10 @@ def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
         print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {f('train_ms')} {f('torch_train_ms')} {f('train_ratio', 6)} "
                  f"{f('gflops', 7, 1)} {100 * row['gemm_fraction']:>5.0f}% {f('gemm_floor_ms', 7)} {f('floor_ratio', 11)} | {f('infer_ms', 7)} {f('torch_infer_ms', 7)} "
                  f"{f('infer_ratio', 6)} {f('infer_floor_ratio', 11)} | {f('diagonal_over_none', 6)} {f('full_over_none', 6)} | "
-                 f"{f('cache_mb', 8, 1)} {f('cache_formula_mb', 7, 1)}")
+                 f"{f('cache_mb', 8, 1)} {f('cache_formula_mb', 7, 1)} | {100 * row['checks_fraction']:>5.1f}%")
     print_fn("ratio = nplstm / torch (below 1: nplstm faster); floor = the step's BLAS calls alone (gemm_floor); "
-             "diag, full = training time with peepholes / without")
+             "diag, full = training time with peepholes / without; checks = the NaN/Inf scans of a training "
+             "step (bench.check_cost) as a share of it")
     return rows
 
 

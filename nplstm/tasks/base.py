@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,8 +24,33 @@ class Batch:
     extra: dict | None = None
 
 
+@runtime_checkable
+class TaskLike(Protocol):
+    """What the trainer needs of a task, and all it needs: the one statement of the task contract.
+
+    batch(rng, B) draws every random number from rng (so a run is reproduced by its seed);
+    evaluate(out, batch) returns the task's metrics including "solved" (1.0 or 0.0), with out laid
+    out like batch.y. Optional: `stateful = True` (consecutive batches continue the same B streams;
+    the trainer carries (h_n, c_n) across batches with no gradient across the boundary, truncated
+    BPTT) with get_state() -> dict / set_state(dict) (its stream position, JSON-serializable, kept
+    in checkpoints); options() -> dict (rebuilds it with make_task); `paper` (published numbers).
+    """
+    name: str
+    input_size: int                     # I
+    output_size: int                    # O
+    loss: str                           # "mse" | "xent"
+    many_to_one: bool                   # y (B, O) if True, else (B, T, O)
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> Batch: ...
+
+    def test_set(self) -> Batch: ...
+
+    def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]: ...
+
+
 class Task:
     """A benchmark: seeded training batches, a fixed test set, and its paper's success criterion.
+    A TaskLike, with the test set built once and cached read-only.
 
     Subclasses set `name`, `input_size`, `output_size`, `loss` ("mse" or "xent"),
     `many_to_one` and `paper` (the published numbers, with their source), and implement
@@ -101,10 +127,15 @@ def read_only(batch: Batch) -> Batch:
     return batch
 
 
+MAX_SIZE = 10 ** 7  # a length or count beyond this could not fit in memory as float32 sequences
+
+
 def check_int(task: str, name: str, value, minimum: int) -> int:
     """value as an int if it is one and >= minimum, else ValueError naming expected and received."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{task}: {name} must be an int >= {minimum}, got {value!r}")
+    if value > MAX_SIZE:
+        raise ValueError(f"{task}: {name} must be at most {MAX_SIZE:,}, got {value!r}")
     return int(value)
 
 
@@ -120,6 +151,16 @@ def check_out(task: str, out, shape: tuple) -> np.ndarray:
         raise ValueError(f"{task}.evaluate: out must have shape {shape} (the layout of batch.y, "
                          f"one value per output unit), got {got}")
     return out.astype(np.float64)
+
+
+def finite(out: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Where every output unit is finite (no NaN, no ±inf): an output that is not counts as wrong.
+
+    out: (B, O) -> (B,) per sequence; (B, T, O) -> (B, T) per step, or with mask (B, T) bool
+    -> (B,) per sequence, over the steps where mask is True (the ones evaluated).
+    """
+    ok = np.isfinite(out).all(-1)
+    return ok if mask is None else (ok | ~mask).all(-1)
 
 
 def check_batch_size(task: str, batch_size) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops import log_softmax
-from .base import Batch, Task, check_batch_size, check_int, check_out, mean_xent, one_hot
+from .base import Batch, Task, check_batch_size, check_int, check_out, finite, mean_xent, one_hot
 
 
 def _code_points(s: str) -> np.ndarray:
@@ -131,13 +131,15 @@ class CharLM(Task):
         return self._entropies[1]
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, T, V) logits. Metrics: loss, bits_per_char, accuracy, unigram/bigram_entropy, solved."""
+        """out: (B, T, V) logits. Metrics: loss, bits_per_char, accuracy, unigram/bigram_entropy, solved.
+        A non-finite logit makes its step wrong, and the batch unsolved."""
         out = check_out(self.name, out, batch.y.shape + (len(self.vocab),))
+        ok = finite(out)                                              # (B, T)
         loss = mean_xent(log_softmax(out), batch.y, batch.mask)
         return {"loss": loss, "bits_per_char": loss / float(np.log(2)),
-                "accuracy": float((out.argmax(-1) == batch.y)[batch.mask].mean()),
+                "accuracy": float(((out.argmax(-1) == batch.y) & ok)[batch.mask].mean()),  # argmax may pick a NaN
                 "unigram_entropy": self.unigram_entropy(), "bigram_entropy": self.bigram_entropy(),
-                "solved": float(loss < self.bigram_entropy())}
+                "solved": float(loss < self.bigram_entropy() and ok[batch.mask].all())}
 
 
 def sample_text(model, vocab, *, prime: str = "", length: int = 500, temperature: float = 0.8,

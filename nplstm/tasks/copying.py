@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops import log_softmax
-from .base import Batch, Task, check_batch_size, check_int, check_out, mean_xent, one_hot
+from .base import Batch, Task, check_batch_size, check_int, check_out, finite, mean_xent, one_hot
 
 N_COPY, N_DATA, BLANK, DELIMITER = 10, 8, 8, 9   # 10 symbols from 8 categories; ids 8 and 9
 
@@ -62,10 +62,13 @@ class Copy(Task):
         return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, T+20, 10) logits. Metrics: loss, baseline_xent, copy_accuracy, frac_wrong, solved."""
+        """out: (B, T+20, 10) logits. Metrics: loss, baseline_xent, copy_accuracy, frac_wrong, solved.
+        A non-finite logit makes its step and its sequence wrong, and the batch unsolved."""
         out = check_out(self.name, out, batch.y.shape + (self.output_size,))
-        copied = out[:, -N_COPY:].argmax(-1) == batch.y[:, -N_COPY:]  # (B, 10)
-        frac_wrong = float(1 - copied.all(1).mean())
+        last = out[:, -N_COPY:]                                       # (B, 10, 10)
+        copied = (last.argmax(-1) == batch.y[:, -N_COPY:]) & finite(last)  # (B, 10); argmax may pick a NaN
+        ok = finite(out, batch.mask)                                  # (B,)
+        frac_wrong = float(1 - (copied.all(1) & ok).mean())
         return {"loss": mean_xent(log_softmax(out), batch.y, batch.mask), "baseline_xent": self.baseline_xent,
                 "copy_accuracy": float(copied.mean()), "frac_wrong": frac_wrong,
-                "solved": float(frac_wrong <= 0.01)}
+                "solved": float(frac_wrong <= 0.01 and ok.all())}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops import log_softmax, softmax
-from .base import (Batch, Task, check_batch_size, check_choice, check_int, check_out, mean_xent,
+from .base import (Batch, Task, check_batch_size, check_choice, check_int, check_out, finite, mean_xent,
                    one_hot, solved_by_stop_rule)
 
 # Table 7 of the 1997 paper: T -> (training sequences until the stopping criterion, test errors).
@@ -102,11 +102,14 @@ class Adding(Task):
         return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, 1). Metrics: mse, wrong (count), frac_wrong, solved (+ baseline_mse, modern)."""
-        err = check_out(self.name, out, batch.y.shape)[:, 0] - batch.y[:, 0]
-        wrong = int((np.abs(err) >= self.tolerance).sum())
+        """out: (B, 1). Metrics: mse, wrong (count), frac_wrong, solved (+ baseline_mse, modern).
+        A non-finite output is wrong, and no batch with one is solved."""
+        out = check_out(self.name, out, batch.y.shape)
+        ok = finite(out)                                         # (B,)
+        err = out[:, 0] - batch.y[:, 0]
+        wrong = int(((np.abs(err) >= self.tolerance) | ~ok).sum())   # abs(nan) >= tol is False
         metrics = {"mse": float(np.mean(err ** 2)), "wrong": float(wrong), "frac_wrong": wrong / len(err),
-                   "solved": solved_by_stop_rule(wrong, len(err))}
+                   "solved": solved_by_stop_rule(wrong, len(err)) if ok.all() else 0.0}
         if self.form == "modern":
             metrics["baseline_mse"] = 1 / 6
         return metrics
@@ -182,14 +185,16 @@ class TemporalOrder(Task):
         return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, classes) logits. Metrics: accuracy, wrong, frac_wrong, frac_err_below_0.3, loss, solved."""
+        """out: (B, classes) logits. Metrics: accuracy, wrong, frac_wrong, frac_err_below_0.3, loss, solved.
+        A sequence with a non-finite logit is wrong, and no batch with one is solved."""
         out = check_out(self.name, out, batch.y.shape + (self.output_size,))
-        wrong = int((out.argmax(-1) != batch.y).sum())
+        ok = finite(out)                                         # (B,)
+        wrong = int(((out.argmax(-1) != batch.y) | ~ok).sum())   # argmax may land on a NaN at the class
         target = np.eye(self.output_size)[batch.y]
-        within = (np.abs(softmax(out) - target) < 0.3).all(-1)
+        within = (np.abs(softmax(out) - target) < 0.3).all(-1) & ok
         return {"accuracy": 1 - wrong / len(out), "wrong": float(wrong), "frac_wrong": wrong / len(out),
                 "frac_err_below_0.3": float(within.mean()), "loss": mean_xent(log_softmax(out), batch.y, None),
-                "solved": solved_by_stop_rule(wrong, len(out))}
+                "solved": solved_by_stop_rule(wrong, len(out)) if ok.all() else 0.0}
 
 
 @dataclass(eq=False, kw_only=True)
@@ -255,11 +260,13 @@ class NoiseFreeLag(Task):
         return self._batch(np.array([1, 0]))                     # the y sequence, then the x sequence
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, p+1, p+1) logits. Metrics: max_abs_error, final_accuracy, accuracy, loss, solved."""
+        """out: (B, p+1, p+1) logits. Metrics: max_abs_error, final_accuracy, accuracy, loss, solved.
+        A step with a non-finite logit is wrong, with the worst error a probability can have, 1."""
         out = check_out(self.name, out, batch.y.shape + (self.output_size,))
+        ok = finite(out)                                         # (B, T)
         errors = np.abs(softmax(out) - np.eye(self.output_size)[batch.y]).max(-1)   # (B, T)
-        max_error = float(errors[batch.mask].max())
-        correct = out.argmax(-1) == batch.y
+        max_error = float(np.where(ok, errors, 1.0)[batch.mask].max())
+        correct = (out.argmax(-1) == batch.y) & ok
         return {"max_abs_error": max_error, "final_accuracy": float(correct[:, -2].mean()),
                 "accuracy": float(correct[batch.mask].mean()),
                 "loss": mean_xent(log_softmax(out), batch.y, batch.mask),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ops import log_softmax
-from .base import (Batch, Task, check_batch_size, check_int, check_out, mean_xent, one_hot, pad,
+from .base import (Batch, Task, check_batch_size, check_int, check_out, finite, mean_xent, one_hot, pad,
                    top_k_correct)
 
 SYMBOLS = "BTPSXVE"
@@ -90,13 +90,15 @@ def _encode(s: str, continual: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _evaluate(name: str, out: np.ndarray, batch: Batch) -> tuple[np.ndarray, dict[str, float]]:
-    """Shared metrics -> per-step top-k correctness (B, T) (True at masked steps), metrics."""
+    """Shared metrics -> per-step top-k correctness (B, T) (True at masked steps), metrics.
+    A step with a non-finite logit is wrong."""
     out = check_out(name, out, batch.y.shape + (len(SYMBOLS),))
     if not batch.extra or "possible" not in batch.extra:
         raise ValueError(f"{name}.evaluate: batch.extra['possible'] is missing; evaluate batches made by this task")
-    ok = top_k_correct(out, batch.extra["possible"]) | ~batch.mask
+    ok_out = finite(out)                                          # (B, T)
+    ok = (top_k_correct(out, batch.extra["possible"]) & ok_out) | ~batch.mask
     closing = batch.extra["tp"]
-    hits = out.argmax(-1)[closing] == batch.y[closing]
+    hits = ((out.argmax(-1) == batch.y) & ok_out)[closing]       # argmax may land on a NaN at the target
     return ok, {"step_accuracy": float(ok[batch.mask].mean()),
                 "accuracy_tp": float(hits.mean()) if hits.size else float("nan"),
                 "loss": mean_xent(log_softmax(out), batch.y, batch.mask)}
@@ -272,7 +274,8 @@ class ContinualReber(Task):
         return self._batch([self._empty()], np.random.default_rng([self.seed, 2]), self.test_steps, True)
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, T, 7) logits. Metrics: accuracy_tp, step_accuracy, frac_wrong, loss, solved."""
+        """out: (B, T, 7) logits. Metrics: accuracy_tp, step_accuracy, frac_wrong, loss, solved.
+        A non-finite logit makes its step wrong, and the batch unsolved."""
         _, metrics = _evaluate(self.name, out, batch)
         return {**metrics, "frac_wrong": 1 - metrics["step_accuracy"],
-                "solved": float(metrics["accuracy_tp"] >= 0.95)}
+                "solved": float(metrics["accuracy_tp"] >= 0.95 and finite(out, batch.mask).all())}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Batch, Task, check_batch_size, check_int, check_out
+from .base import Batch, Task, check_batch_size, check_int, check_out, finite
 
 
 @dataclass(eq=False, kw_only=True)
@@ -65,8 +65,10 @@ class SpikeDelays(Task):
         return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
 
     def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
-        """out: (B, T, 1). Metrics: mse (at the spikes), wrong, frac_wrong, accuracy (per spike), solved."""
-        err = check_out(self.name, out, batch.y.shape)[..., 0][batch.mask] - batch.y[..., 0][batch.mask]
-        wrong = int((np.abs(err) * self.t_max >= 0.5).sum())
+        """out: (B, T, 1). Metrics: mse (at the spikes), wrong, frac_wrong, accuracy (per spike), solved.
+        A non-finite output at a spike is wrong."""
+        out = check_out(self.name, out, batch.y.shape)
+        err = out[..., 0][batch.mask] - batch.y[..., 0][batch.mask]          # (spikes,)
+        wrong = int(((np.abs(err) * self.t_max >= 0.5) | ~finite(out)[batch.mask]).sum())  # nan >= 0.5 is False
         return {"mse": float(np.mean(err ** 2)), "wrong": float(wrong), "frac_wrong": wrong / len(err),
                 "accuracy": 1 - wrong / len(err), "solved": float(wrong == 0)}

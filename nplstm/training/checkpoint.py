@@ -1,15 +1,20 @@
 """Checkpoints: named arrays plus JSON metadata in one .npz, written atomically, read without pickle.
 
 A checkpoint is an ordinary .npz (np.savez): every array is numeric, bool or unicode, and the
-metadata is the UTF-8 bytes of a JSON text under the key "meta.json" (uint8). A write goes to
+metadata is the UTF-8 bytes of a JSON object under the key "meta.json" (uint8). A write goes to
 a temporary file in the same directory, is fsynced, then os.replace'd onto the path, so a
-crash leaves either the old checkpoint or the new one, never half of one.
+crash leaves either the old checkpoint or the new one, never half of one; the temporary file a
+killed write leaves behind is removed by the next write of the same path. Reading never trusts
+the file: whatever is wrong with it (cut, flipped bytes, edited entries) is one ValueError line.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -21,16 +26,25 @@ from ..layers import LSTM, Linear, Model
 
 META_KEY = "meta.json"
 
+# What reading a damaged zip or .npy raises: BadZipFile (a CRC, a directory that does not add up),
+# ValueError (an .npy header, a name that is not UTF-8), EOFError (a cut entry), NotImplementedError
+# ("zip file version", flag bits 5 and 6), OSError (a seek before the file's start), zlib.error (a
+# garbled deflated entry), and for absurd values struct.error, OverflowError, MemoryError, RuntimeError.
+CORRUPT = (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, OSError, zlib.error,
+           struct.error, OverflowError, MemoryError, RuntimeError)
+
 
 def atomic_write(path, write) -> None:
     """Call write(f) on a temporary binary file beside `path`, then move it onto `path` atomically.
 
-    On any failure the temporary file is removed and `path` is left as it was.
+    On any failure the temporary file is removed and `path` is left as it was. After a
+    success, the temporary files of earlier writes of `path` that were killed are removed.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            started = os.fstat(f.fileno()).st_mtime_ns
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -39,12 +53,25 @@ def atomic_write(path, write) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _remove_stale_temporaries(path, started)
     with contextlib.suppress(OSError):      # make the rename itself durable; not possible on every OS
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _remove_stale_temporaries(path: Path, before_ns: int) -> None:
+    """Remove the regular files `.{path.name}.XXXXXXXX.tmp` beside path last written before before_ns."""
+    # mkstemp's names: prefix + 8 characters of [a-z0-9_] + suffix; nothing else matches
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if (pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_mtime_ns < before_ns):
+                    os.unlink(entry.path)
 
 
 def write_json(path, obj) -> None:
@@ -54,7 +81,9 @@ def write_json(path, obj) -> None:
 
 
 def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write `arrays` (name -> ndarray, no object dtype) and `meta` (JSON-serializable) to path atomically."""
+    """Write `arrays` (name -> ndarray, no object dtype) and `meta` (a JSON-serializable dict) to path atomically."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta: expected a dict (saved as a JSON object), got {type(meta).__name__}")
     for name, a in arrays.items():
         if name == META_KEY:
             raise ValueError(f"arrays: the name {META_KEY!r} is reserved for the metadata")
@@ -65,38 +94,101 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays, **{META_KEY: meta_bytes}))
 
 
-def load_checkpoint(path, required=()) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a checkpoint written by save_checkpoint -> (arrays, meta).
+class _Pickled(Exception):
+    """An .npy member whose dtype holds Python objects, which only pickle could read."""
 
-    Raises a one-line ValueError for a missing, truncated or corrupt file, a file holding
-    pickled data, or one that lacks an array named in `required`.
+
+def load_checkpoint(path, required=()) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a checkpoint written by save_checkpoint -> (arrays, meta), meta a dict.
+
+    Raises a one-line ValueError naming the file for a missing, unreadable, truncated or corrupt
+    file, a file holding pickled data, metadata that is not a UTF-8 JSON object, or one that lacks
+    an array named in `required`. The file is only read.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path}: no such file")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":      # np.load would call anything not zip or .npy "pickled"
-            raise ValueError(f"checkpoint {path} is not an .npz archive (corrupt, or not a checkpoint)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except ValueError as e:
-        if "allow_pickle" in str(e) or "pickled" in str(e):
-            raise ValueError(f"checkpoint {path} contains pickled data; refusing to load it "
-                             "(checkpoints never need pickle)") from None
-        raise ValueError(f"checkpoint {path} is truncated or corrupt ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
+        with open(path, "rb") as f:
+            magic = f.read(4)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 22))
+            end = f.read()
+    except OSError as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({_brief(e)})") from None
+    if magic != b"PK\x03\x04":      # np.load would call anything not zip or .npy "pickled"
+        raise ValueError(f"checkpoint {path} is not an .npz archive (corrupt, or not a checkpoint)")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            _check_end_record(end, len(infos))
+            for info in infos:
+                name = info.filename.removesuffix(".npy")
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"entry {info.filename!r} is not an .npy array")
+                if name in arrays:
+                    raise ValueError(f"two entries named {info.filename!r}")
+                if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise ValueError(f"entry {info.filename!r} is encrypted or compressed unlike np.savez")
+                with z.open(info) as member:
+                    arrays[name] = _read_npy(member, info.file_size)
+    except _Pickled:
+        raise ValueError(f"checkpoint {path} contains pickled data; refusing to load it "
+                         "(checkpoints never need pickle)") from None
+    except CORRUPT as e:
+        raise ValueError(f"checkpoint {path} is truncated or corrupt ({_brief(e)})") from None
     if META_KEY not in arrays:
         raise ValueError(f"checkpoint {path}: no {META_KEY!r} entry; not written by nplstm.save_checkpoint")
+    raw = arrays.pop(META_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"checkpoint {path}: metadata should be uint8 bytes, got {raw.dtype.name}{raw.shape}")
     try:
-        meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
-    except ValueError as e:
-        raise ValueError(f"checkpoint {path}: unreadable metadata ({e})") from None
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:       # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"checkpoint {path}: unreadable metadata ({_brief(e)})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint {path}: metadata should be a JSON object, got {type(meta).__name__}")
     missing = [name for name in required if name not in arrays]
     if missing:
         raise ValueError(f"checkpoint {path}: missing array {missing[0]!r} ({len(missing)} missing in all)")
     return arrays, meta
+
+
+def _check_end_record(end: bytes, entries: int) -> None:
+    """The file's last 22 bytes must be the zip end record (np.savez writes no archive comment), counting
+    the entries the central directory lists: zipfile never compares the two, so a damaged directory
+    (a record's comment length, say) could hide entries."""
+    if len(end) != 22 or end[:4] != b"PK\x05\x06" or end[20:] != b"\0\0":
+        raise ValueError("the file does not end with a zip end record")
+    declared = struct.unpack("<H", end[10:12])[0]
+    if declared != min(entries, 0xFFFF):            # a zip64 archive of more entries writes 0xFFFF here
+        raise ValueError(f"the directory lists {entries} entries, the end record {declared}")
+
+
+def _read_npy(f, size: int) -> np.ndarray:
+    """The array of one .npy member of `size` bytes, once its header is known to describe exactly those bytes."""
+    version = np.lib.format.read_magic(f)
+    if version not in ((1, 0), (2, 0)):     # np.savez writes 3.0 only for non-ASCII field names
+        raise ValueError(f"unsupported .npy format version {version}")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise _Pickled
+    nbytes = math.prod(shape) * dtype.itemsize       # Python ints: an absurd shape cannot overflow
+    if f.tell() + nbytes != size:                    # checked before read_array allocates nbytes
+        raise ValueError(f"the header describes {dtype.name}{shape} ({nbytes} bytes), "
+                         f"the entry holds {size - f.tell()} bytes after it")
+    f.seek(0)
+    a = np.lib.format.read_array(f, allow_pickle=False)
+    if f.read(1):                                    # also reaches the end, where zipfile checks the CRC
+        raise ValueError("bytes after the array")
+    return a
+
+
+def _brief(err: BaseException) -> str:
+    """An exception as one short line: its type and its message with whitespace collapsed."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:200]}" + ("..." if len(text) > 200 else "")
 
 
 def model_config(model: Model) -> dict:
@@ -135,13 +227,14 @@ def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, pat
                     bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
                     dtype=dtype, seed=seed, forget_bias=forget_bias)
         head = Linear(cfg["hidden_size"] * lstm.config.num_directions, cfg["output_size"], dtype=dtype, seed=seed + 1)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, MemoryError) as err:    # MemoryError: sizes too large to allocate
         raise ValueError(f"{where}: {err}") from None
     return Model(lstm, head, many_to_one=cfg["many_to_one"])
 
 
 def params_from(arrays: dict[str, np.ndarray], model: Model, path) -> dict[str, np.ndarray]:
-    """The "params/{key}" arrays of a checkpoint, checked against the model's keys, shapes and dtypes."""
+    """The "params/{key}" arrays of a checkpoint, checked against the model's keys, shapes and dtypes,
+    and refused if any value is NaN or Inf (a resumed run would otherwise train on it silently)."""
     params = {}
     for key, p in model.params.items():
         a = arrays.get("params/" + key)
@@ -150,6 +243,11 @@ def params_from(arrays: dict[str, np.ndarray], model: Model, path) -> dict[str, 
         if a.shape != p.shape or a.dtype != p.dtype:
             raise ValueError(f"checkpoint {path}: parameter {key!r} is {a.dtype.name}{a.shape}, "
                              f"the model expects {p.dtype.name}{p.shape}")
+        bad = np.argwhere(~np.isfinite(a))
+        if len(bad):
+            index = tuple(int(i) for i in bad[0])
+            raise ValueError(f"checkpoint {path}: parameter {key!r} is not finite "
+                             f"(first at index {index}: {a[index]})")
         params[key] = a
     return params
 
@@ -166,6 +264,24 @@ def load_model(path, *, with_meta: bool = False):
     arrays, meta = load_checkpoint(path)
     if "model" not in meta:
         raise ValueError(f"checkpoint {path}: no model configuration in its metadata")
+    _check_sizes_fit(meta["model"], arrays, path)
     model = model_from_config(meta["model"], path=path)
     model.load_params(params_from(arrays, model, path))
     return (model, meta) if with_meta else model
+
+
+def _check_sizes_fit(cfg, arrays: dict[str, np.ndarray], path) -> None:
+    """Refuse, before anything is allocated, a model configuration that no stored parameters could
+    match: a valid one has each of input_size, hidden_size and output_size at most the number of stored
+    parameter values, and num_layers at most the number of stored parameter arrays. (An edited 10**12
+    would otherwise build a model the size of the machine before params_from could refuse it.)"""
+    if not isinstance(cfg, dict):
+        return                                  # model_from_config names what is wrong with it
+    stored = [a for name, a in arrays.items() if name.startswith("params/")]
+    values = sum(a.size for a in stored)
+    for key, bound, what in (("input_size", values, "values"), ("hidden_size", values, "values"),
+                             ("output_size", values, "values"), ("num_layers", len(stored), "arrays")):
+        size = cfg.get(key)
+        if isinstance(size, int) and size > bound:
+            raise ValueError(f"checkpoint {path}: model configuration: {key!r} is {size}, "
+                             f"more than the {bound} parameter {what} it holds")

@@ -59,8 +59,9 @@ SOURCES = {
 
 def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
     """Train one seed of one experiment; returns its row of raw results."""
-    from .recipes import RECIPES
+    from ..anomaly import NonFiniteError
     from ..tasks import make_task
+    from .recipes import RECIPES
     from .trainer import TrainConfig, build_model, train
 
     recipe = RECIPES[exp.task]
@@ -70,15 +71,19 @@ def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
         train_cfg.update(steps=min(train_cfg["steps"], 20), eval_every=10)
     model = build_model(task, seed=seed, **{**recipe.model, **exp.model})
     start = time.perf_counter()
-    history = train(model, task, TrainConfig(**train_cfg, seed=seed, progress=False, log_every=0))
+    try:
+        history = train(model, task, TrainConfig(**train_cfg, seed=seed, progress=False, log_every=0))
+    except NonFiniteError as err:            # a diverged seed is a failure, never a result
+        return {"label": exp.label, "seed": seed, "solved": False, "sequences": None, "error": float("nan"),
+                "seconds": time.perf_counter() - start, "steps": None, "max_c": float("nan"), "diverged": str(err)}
     seconds = time.perf_counter() - start
     test = history.records[-1]["test"]
     probe = task.test_set()                  # how large the cell state grew on (part of) the test data
     model.lstm.forward(probe.x[:256], lengths=None if probe.lengths is None else probe.lengths[:256])
     max_c = max(float(np.abs(v["c"]).max()) for v in model.lstm.internals().values())
-    return {"label": exp.label, "seed": seed, "solved": history.solved, "sequences": history.sequences_to_solve,
-            "error": test.get(exp.error, float("nan")), "seconds": seconds, "steps": history.steps_done,
-            "max_c": max_c}
+    return {"label": exp.label, "seed": seed, "solved": history.solved and bool(np.isfinite(test["loss"])),
+            "sequences": history.sequences_to_solve, "error": test.get(exp.error, float("nan")), "seconds": seconds,
+            "steps": history.steps_done, "max_c": max_c}
 
 
 def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = "results.md", jobs=None,
@@ -98,8 +103,9 @@ def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = 
         for f in futures:
             r = f.result()
             results.append(r)
-            print_fn(f"  {r['label']}, seed {r['seed']}: {'solved' if r['solved'] else 'not solved'}"
-                     f" ({r['sequences'] or '-'} sequences, {r['seconds']:.0f} s)")
+            outcome = "diverged (NaN or Inf)" if r.get("diverged") else "solved" if r["solved"] else "not solved"
+            print_fn(f"  {r['label']}, seed {r['seed']}: {outcome} ({r['sequences'] or '-'} sequences, "
+                     f"{r['seconds']:.0f} s)")
     table = markdown_table(chosen, results, seeds)
     print_fn(table)
     if out:
@@ -136,7 +142,9 @@ def markdown_table(experiments, results, seeds) -> str:
         solved = [r["sequences"] for r in rs if r["solved"]]
         seqs = f"{statistics.median(solved):,.0f} [{min(solved):,}–{max(solved):,}]" if solved else "-"
         err = statistics.median(r["error"] for r in rs)
-        rows.append(f"| {e.label} | {len(solved)}/{len(rs)} | {e.paper['success']} | {seqs} | {e.paper['sequences']} "
+        diverged = sum(bool(r.get("diverged")) for r in rs)
+        rows.append(f"| {e.label} | {len(solved)}/{len(rs)}{f' ({diverged} diverged)' if diverged else ''} "
+                    f"| {e.paper['success']} | {seqs} | {e.paper['sequences']} "
                     f"| {e.error} {err:.4g} | {e.paper['error']} | {statistics.median(r['max_c'] for r in rs):.3g} "
                 f"| {statistics.median(r['seconds'] for r in rs):.0f} s |")
     notes = "\n".join(f"- {k}: {v}" for k, v in SOURCES.items())

@@ -27,25 +27,37 @@ class Run:
     task: Task                               # make_task(config's task name, **its options)
 
 
+def _read_json(path: Path, name: str) -> dict:
+    try:
+        value = json.loads((path / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"run dir {path}: no {name} (expected a directory written by `nplstm train`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"run dir {path}: {name} is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"run dir {path}: {name} is not as `nplstm train` writes it (not a JSON object)")
+    return value
+
+
+def read_config(run_dir) -> dict:
+    """A run's config.json, {"train", "model", "task"}, each a dict; ValueError if it is not one."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ValueError(f"run dir {path}: no such directory")
+    config = _read_json(path, "config.json")
+    if not all(isinstance(config.get(k), dict) for k in ("train", "model", "task")):
+        raise ValueError(f"run dir {path}: config.json is not as `nplstm train` writes it")
+    return config
+
+
 def load_run(run_dir) -> Run:
     """Read config.json, history.json and checkpoint.npz (if any) of a run; ValueError if it is not one."""
     from ..tasks import make_task
 
     path = Path(run_dir)
-    if not path.is_dir():
-        raise ValueError(f"run dir {path}: no such directory")
-    found = {}
-    for name in ("config.json", "history.json"):
-        try:
-            found[name] = json.loads((path / name).read_text())
-        except FileNotFoundError:
-            raise ValueError(f"run dir {path}: no {name} (expected a directory written by `nplstm train`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"run dir {path}: {name} is not valid JSON ({err})") from None
-    config, history = found["config.json"], found["history.json"]
-    if not isinstance(history, dict) or not isinstance(config, dict) or not isinstance(history.get("records"), list) \
-            or not isinstance(config.get("task"), dict):
-        raise ValueError(f"run dir {path}: history.json or config.json is not as `nplstm train` writes them")
+    config, history = read_config(path), _read_json(path, "history.json")
+    if not isinstance(history.get("records"), list):
+        raise ValueError(f"run dir {path}: history.json is not as `nplstm train` writes it")
     checkpoint = path / "checkpoint.npz"
     model = load_model(checkpoint) if checkpoint.exists() else None
     task = make_task(config["task"].get("name"), **(config["task"].get("options") or {}))
