@@ -2,7 +2,7 @@
 
 The library (this level, NumPy only): ops (stable σ, softmax) -> lstm (one layer, one direction,
 the fast engine) -> stack (layers, directions, ragged batches) -> layers (LSTM, Linear, Model
-shells); reference (the same cell written plainly, one step at a time: read this one); losses,
+shells); gru (PyTorch's GRU: core and shell); reference (the same cell written plainly, one step at a time: read this one); losses,
 optim, gradcheck; anomaly (detect_anomaly: the first NaN or Inf, explained); rnn (a plain tanh
 RNN, the baseline).
 
@@ -13,6 +13,7 @@ and cli (the `nplstm` command).
 """
 from .anomaly import AnomalyError, NonFiniteError, detect_anomaly
 from .gradcheck import GradcheckReport, gradcheck
+from .gru import GRU, gru_backward, gru_forward, gru_stack_backward, gru_stack_forward
 from .layers import LSTM, Linear, Model, linear_backward, linear_forward
 from .losses import mse, softmax_cross_entropy
 from .lstm import lstm_backward, lstm_forward
@@ -30,4 +31,5 @@ __all__ = [
     "sigmoid", "softmax", "log_softmax", "lstm_forward", "lstm_backward",
     "stack_forward", "stack_backward", "init_params", "linear_forward", "linear_backward",
     "detect_anomaly", "AnomalyError", "NonFiniteError",
+    "GRU", "gru_forward", "gru_backward", "gru_stack_forward", "gru_stack_backward",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """value as an int if it is one (not a bool) and >= minimum, else ValueError naming both."""
+def check_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """value as an int if it is one (not a bool) in [minimum, maximum], else ValueError naming both."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{name}: expected {what}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum:,}, got {value!r}")
     return int(value)
 
 

@@ -9,30 +9,61 @@ import numpy as np
 
 from . import anomaly
 from ._checks import check_array, check_dtype, check_int, check_lengths
+from .lstm import ACTIVATIONS, VANILLA, VARIANTS
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
+
+
+_AS_VARIANT = object()   # peephole's default: None is a value (no peepholes), so "not given" needs its own
+
+
+def variant_flags(variant: str | None = None, **given) -> dict:
+    """The flags of an LSTM variant: Greff et al.'s name (lstm.VARIANTS; None: "vanilla") with every flag
+    that is given (not None; for peephole, not _AS_VARIANT) on top, validated -> LSTMConfig's keywords."""
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    flags = VARIANTS[variant or "vanilla"]._asdict()
+    flags.update({k: v for k, v in given.items() if v is not (_AS_VARIANT if k == "peephole" else None)})
+    if flags["peephole"] not in PEEPHOLES:
+        raise ValueError(f"peephole: expected one of {PEEPHOLES}, got {flags['peephole']!r}")
+    for name in ("input_activation", "output_activation"):
+        if flags[name] not in ACTIVATIONS:
+            raise ValueError(f"{name}: expected one of {ACTIVATIONS}, got {flags[name]!r}")
+    for name in ("forget_gate", "input_gate", "output_gate", "coupled", "gate_recurrence"):
+        if not isinstance(flags[name], (bool, np.bool_)):
+            raise ValueError(f"{name}: expected True or False, got {flags[name]!r}")
+        flags[name] = bool(flags[name])
+    if flags["coupled"] and not (flags["input_gate"] and flags["forget_gate"]):
+        raise ValueError("coupled: f = 1 - i needs both an input and a forget gate (input_gate=True, forget_gate=True)")
+    return flags
 
 
 class LSTM:
     """A stacked, optionally bidirectional, peephole LSTM over batch-first sequences.
 
     Gate order along 4H is i, f, g, o. `params` and `grads` are dicts of arrays keyed
-    "l{k}.W" (in, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), "l{k}.p_i|p_f|p_o" ((H,) or (H, H));
-    the reverse direction uses the prefix "l{k}_reverse.". Arrays assigned into `params`
-    are used by the next forward.
+    "l{k}.W" (in, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), "l{k}.p_i|p_f|p_o" ((H,) or (H, H)),
+    "l{k}.R_gates" (3H, 3H) with gate recurrence; the reverse direction uses the prefix
+    "l{k}_reverse.". Arrays assigned into `params` are used by the next forward.
+    variant: one of Greff et al.'s names (nplstm.lstm.VARIANTS: "vanilla", "NIG", "NFG", "NOG",
+    "NIAF", "NOAF", "NP", "CIFG", "FGR"); the keyword flags, where given, change it further
+    (e.g. variant="NFG", peephole="full"). A removed gate keeps its block in the 4H layout,
+    unused, with zero gradient, so weights stay interchangeable between variants.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1,
-                 bidirectional: bool = False, peephole: str | None = "diagonal",
-                 forget_gate: bool = True, dtype=np.float32, seed: int | None = None,
-                 forget_bias: float = 1.0):
+                 bidirectional: bool = False, variant: str | None = None, peephole=_AS_VARIANT,
+                 forget_gate=None, input_gate=None, output_gate=None, input_activation=None,
+                 output_activation=None, coupled=None, gate_recurrence=None,
+                 dtype=np.float32, seed: int | None = None, forget_bias: float = 1.0):
         sizes = [check_int(name, value) for name, value in
                  (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers))]
-        if peephole not in PEEPHOLES:
-            raise ValueError(f"peephole: expected one of {PEEPHOLES}, got {peephole!r}")
+        flags = variant_flags(variant, peephole=peephole, forget_gate=forget_gate, input_gate=input_gate,
+                              output_gate=output_gate, input_activation=input_activation,
+                              output_activation=output_activation, coupled=coupled, gate_recurrence=gate_recurrence)
         if not isinstance(forget_bias, (int, float, np.floating, np.integer)) or not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias: expected a finite number, got {forget_bias!r}")
         self.dtype = check_dtype(dtype)
-        self.config = LSTMConfig(*sizes, bool(bidirectional), peephole, bool(forget_gate))
+        self.config = LSTMConfig(*sizes, bool(bidirectional), **flags)
         self.params = init_params(self.config, np.random.default_rng(seed), self.dtype, forget_bias)
         self.grads: dict[str, np.ndarray] = {}
         self._cache = None
@@ -107,8 +138,10 @@ class LSTM:
 
     def __repr__(self):
         c = self.config
+        changed = "".join(f", {k}={v!r}" for k, v in c.variant._asdict().items()
+                          if k not in ("peephole", "forget_gate") and v != getattr(VANILLA, k))
         return (f"LSTM({c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, bidirectional={c.bidirectional}, "
-                f"peephole={c.peephole!r}, forget_gate={c.forget_gate}, dtype={self.dtype.name})")
+                f"peephole={c.peephole!r}, forget_gate={c.forget_gate}{changed}, dtype={self.dtype.name})")
 
 
 def _pair(name, value):

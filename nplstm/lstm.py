@@ -38,30 +38,64 @@ def _fresh(name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
     return (np.zeros if zero else np.empty)(shape, dtype)
 
 
+class Variant(NamedTuple):
+    """Which parts the cell has (Greff et al. 2017, "LSTM: A Search Space Odyssey"); the defaults
+    are their vanilla LSTM. A removed gate keeps its block in the 4H layout, unused, with zero gradient."""
+    peephole: str | None = "diagonal"  # "diagonal": p (H,); "full": P (H, H); None (NP)
+    input_gate: bool = True            # False: i ≡ 1 (NIG)
+    forget_gate: bool = True           # False: f ≡ 1 (NFG, the 1997 LSTM)
+    output_gate: bool = True           # False: o ≡ 1 (NOG)
+    input_activation: str = "tanh"     # "identity": g = a_g (NIAF)
+    output_activation: str = "tanh"    # "identity": h = o c (NOAF)
+    coupled: bool = False              # True: f = 1 - i (CIFG)
+    gate_recurrence: bool = False      # True: [i, f, o]_{t-1} R_gates joins a_{i,f,o} (FGR)
+
+
+VANILLA = Variant()
+ACTIVATIONS = ("tanh", "identity")
+# Greff et al.'s names: each changes one thing of the vanilla LSTM
+VARIANTS = {"vanilla": VANILLA, "NIG": Variant(input_gate=False), "NFG": Variant(forget_gate=False),
+            "NOG": Variant(output_gate=False), "NIAF": Variant(input_activation="identity"),
+            "NOAF": Variant(output_activation="identity"), "NP": Variant(peephole=None),
+            "CIFG": Variant(coupled=True), "FGR": Variant(gate_recurrence=True)}
+
+
 class Cache(NamedTuple):
     """What the backward pass needs from the forward pass of one layer and direction."""
     x1: np.ndarray           # (T, B, I+1) the input with a column of ones: [x_t, 1]
-    gates: np.ndarray        # (T, B, 4, H) activations i, f, g, o (f = 1 without a forget gate)
+    gates: np.ndarray        # (T, B, 4, H) activations i, f, g, o (1 for a removed gate)
     c: np.ndarray            # (T+1, B, H) cell states, c[0] = c_0
     h: np.ndarray            # (T+1, B, H) hidden states, h[0] = h_0
-    tanh_c: np.ndarray       # (T, B, H) tanh(c_t)
+    tanh_c: np.ndarray       # (T, B, H) the output activation of c_t: tanh(c_t), or c_t itself (NOAF)
     batch_sizes: tuple       # n_t for t = 0..T-1, non-increasing
-    peephole: str | None     # "diagonal", "full" or None
-    forget_gate: bool
+    variant: Variant
+
+    @property
+    def peephole(self) -> str | None:
+        return self.variant.peephole
+
+    @property
+    def forget_gate(self) -> bool:
+        return self.variant.forget_gate
 
 
 def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True,
-                 ws: Workspace | None = None, a_out: np.ndarray | None = None):
+                 variant: Variant | None = None, R_gates=None, ws: Workspace | None = None,
+                 a_out: np.ndarray | None = None):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0, c0: (B, H); W: (I, 4H); R: (H, 4H); b: (4H,);
     p: (p_i, p_f, p_o), each (H,) for "diagonal" or (H, H) for "full"; None without peepholes.
+    variant: the cell's parts (Variant; None: Variant(peephole, forget_gate=forget_gate));
+    R_gates: (3H, 3H) with variant.gate_recurrence, rows [i, f, o]_{t-1}, columns [a_i, a_f, a_o].
     ws: a Workspace to take the cache's arrays from (None: fresh arrays).
     a_out: None, or a (T, B, 4H) array that receives the pre-activations a_t (peepholes included;
-    the forget block is 0 without a forget gate), for diagnostics; rows past n_t are left alone.
+    the block of a removed gate is 0), for diagnostics; rows past n_t are left alone.
     Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache.
     Rows past n_t keep zeros in h[t+1], c[t+1]: the caller reads final states at each row's length.
     """
+    v = Variant(peephole, forget_gate=forget_gate) if variant is None else variant
+    peephole = v.peephole
     T, B, _ = x.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs below
@@ -84,6 +118,11 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
     elif peephole == "full":
         p_if, p_o = np.concatenate(p[:2], axis=1) * 0.5, p[2] * 0.5  # (H, 2H): c_prev @ [P_i | P_f]
+    Rg_half = None if not v.gate_recurrence else R_gates * 0.5     # every column is a σ gate's
+    unused = [q for q, kept in ((I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate))
+              if not kept]                   # blocks whose pre-activation the cell never uses
+    tanh_g = v.input_activation == "tanh"
+    tanh_all = peephole is None and tanh_g   # one tanh call can activate all four blocks
     h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
     c = alloc("c", (T + 1, B, H), x.dtype, zero=ragged)
     tanh_c = alloc("tanh_c", (T, B, H), x.dtype, zero=ragged)
@@ -92,6 +131,9 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     for t, n in enumerate(batch_sizes):
         a, a4 = z[t, :n], z4[t, :n]          # (n, 4H) and its (n, 4, H) view: a_t (halved), then the gates
         a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
+        if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
+            gates_prev = z4[t - 1, :n][:, [I, F, O]].reshape(n, 3 * H)
+            a4[:, [I, F, O]] += (gates_prev @ Rg_half).reshape(n, 3, H)
         c_prev, c_t = c[t, :n], c[t + 1, :n]
         if peephole == "diagonal":           # i and f peek at c_{t-1}
             a4[:, IF] += c_prev[:, None, :] * p_if
@@ -99,17 +141,25 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             a[:, :2 * H] += c_prev @ p_if
         if a_out is not None:                # undo the halving: diagnostics see a_t itself
             np.divide(a, half, out=a_out[t, :n])
-            if not forget_gate:
-                a_out[t, :n, F * H:G * H] = 0.0
+            for q in unused:
+                a_out[t, :n, q * H:(q + 1) * H] = 0.0
         i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
-        if peephole is None:                 # o does not wait for c_t: one tanh for all four blocks
+        if tanh_all:                         # o does not wait for c_t: one tanh for all four blocks
             np.tanh(a, out=a)
             _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
             _tanh_to_sigmoid(o)              # o_t
         else:
-            np.tanh(a[:, :3 * H], out=a[:, :3 * H])  # tanh(a_i/2), tanh(a_f/2), g_t = tanh(a_g)
+            k = 3 * H if tanh_g else 2 * H   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
+            np.tanh(a[:, :k], out=a[:, :k])
             _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
-        if forget_gate:
+            if peephole is None:
+                np.tanh(o, out=o)
+                _tanh_to_sigmoid(o)          # o_t
+        if not v.input_gate:
+            i[...] = 1.0                     # NIG: i ≡ 1
+        if v.coupled:
+            np.subtract(1, i, out=f)         # CIFG: f = 1 - i
+        if v.forget_gate:
             np.multiply(f, c_prev, out=c_t)  # f_t c_{t-1}
         else:
             f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
@@ -117,13 +167,18 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
         c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
         if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
             o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
-            if a_out is not None:
+            if a_out is not None and v.output_gate:
                 np.multiply(o, 2, out=a_out[t, :n, O * H:])
             np.tanh(o, out=o)
             _tanh_to_sigmoid(o)              # o_t
-        np.tanh(c_t, out=tanh_c[t, :n])
+        if not v.output_gate:
+            o[...] = 1.0                     # NOG: o ≡ 1
+        if v.output_activation == "tanh":
+            np.tanh(c_t, out=tanh_c[t, :n])
+        else:
+            tanh_c[t, :n] = c_t              # NOAF: h_t = o_t c_t
         np.multiply(o, tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
-    return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), peephole, forget_gate)
+    return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
 
 
 def _tanh_to_sigmoid(u):
@@ -135,7 +190,7 @@ def _tanh_to_sigmoid(u):
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
 
 
-def _local_derivatives(gates4, c_prev, tanh_c, d_da, dh_dc, forget_gate):
+def _local_derivatives(gates4, c_prev, tanh_c, d_da, dh_dc, v: Variant):
     """Per-step factors of the backward pass, for a chunk of steps at once (fewer, larger NumPy calls).
 
     gates4: (S, B, 4, H) i, f, g, o; c_prev, tanh_c: (S, B, H). Fills and returns
@@ -145,30 +200,45 @@ def _local_derivatives(gates4, c_prev, tanh_c, d_da, dh_dc, forget_gate):
     i, f, g, o = (gates4[:, :, k] for k in range(4))
     np.multiply(gates4, gates4, out=d_da)
     np.subtract(gates4, d_da, out=d_da)      # σ' = s - s² for i, f, o
-    np.subtract(1, g * g, out=d_da[:, :, G])  # tanh' = 1 - g²
-    d_da[:, :, I] *= g                       # ∂c/∂i = g
-    if forget_gate:
+    if v.input_activation == "tanh":
+        np.subtract(1, g * g, out=d_da[:, :, G])  # tanh' = 1 - g²
+    else:
+        d_da[:, :, G] = 1.0                  # NIAF: g = a_g
+    if v.coupled:
+        d_da[:, :, I] *= g - c_prev          # CIFG: c = (1 - i) c_{t-1} + i g, so ∂c/∂i = g - c_{t-1}
+    else:
+        d_da[:, :, I] *= g                   # ∂c/∂i = g
+    if v.forget_gate and not v.coupled:
         d_da[:, :, F] *= c_prev              # ∂c/∂f = c_{t-1}
     else:
-        d_da[:, :, F] = 0.0                  # f ≡ 1 has no pre-activation to train
+        d_da[:, :, F] = 0.0                  # f ≡ 1, or f = 1 - i: no pre-activation of f to train
     d_da[:, :, G] *= i                       # ∂c/∂g = i
     d_da[:, :, O] *= tanh_c                  # ∂h/∂o = tanh(c)
-    np.multiply(tanh_c, tanh_c, out=dh_dc)
-    np.subtract(1, dh_dc, out=dh_dc)
-    dh_dc *= o                               # ∂h/∂c = o (1 - tanh² c)
+    if not v.input_gate:
+        d_da[:, :, I] = 0.0                  # i ≡ 1
+    if not v.output_gate:
+        d_da[:, :, O] = 0.0                  # o ≡ 1
+    if v.output_activation == "tanh":
+        np.multiply(tanh_c, tanh_c, out=dh_dc)
+        np.subtract(1, dh_dc, out=dh_dc)
+        dh_dc *= o                           # ∂h/∂c = o (1 - tanh² c)
+    else:
+        dh_dc[...] = o                       # NOAF: ∂h/∂c = o
     return d_da, dh_dc
 
 
-def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace | None = None,
+def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, ws: Workspace | None = None,
                   da_out: np.ndarray | None = None):
     """Backpropagate through time for one direction.
 
     dy: (T, B, H) gradient of the outputs h_1..h_T (rows past n_t are ignored);
-    dh_n, dc_n: (B, H) gradient of each row's final state; ws: a Workspace for scratch arrays;
+    dh_n, dc_n: (B, H) gradient of each row's final state; R_gates: (3H, 3H) with gate recurrence;
+    ws: a Workspace for scratch arrays;
     da_out: None, or a (T, B, 4H) array that receives δa_t = dL/da_t for every step (diagnostics).
-    Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o"}.
+    Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o", "R_gates"}.
     """
-    x1, gates4, c, h, tanh_c, batch_sizes, peephole, forget_gate = cache
+    x1, gates4, c, h, tanh_c, batch_sizes, v = cache
+    peephole = v.peephole
     T, B, _ = x1.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
@@ -187,6 +257,13 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
     elif peephole == "full":
         p_if = np.ascontiguousarray(np.concatenate(p[:2], axis=1).T)  # (2H, H) = [P_i | P_f]ᵀ
         p_o = np.ascontiguousarray(p[2].T)
+    fgr = v.gate_recurrence
+    if fgr:                                  # δ[i, f, o]_{t-1} = δa_t M, M (4H, 3H): R_gatesᵀ, no g rows
+        M = np.zeros((4, H, 3 * H), x1.dtype)
+        M[[I, F, O]] = R_gates.reshape(3 * H, 3, H).transpose(1, 2, 0)
+        M = M.reshape(4 * H, 3 * H)
+        dgates = np.zeros((B, 3 * H), x1.dtype)  # δ[i, f, o]_t arriving from step t+1's pre-activations
+        trainable = [(I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate)]
     # Trick: the local derivatives depend on the forward alone, so they are computed for a chunk of
     # `chunk` steps at once (few large NumPy calls) and the time loop only multiplies by them.
     chunk = max(1, min(T, CHUNK // (B * 4 * H)))
@@ -196,7 +273,7 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
     for end in range(T, 0, -chunk):          # chunks [start, end), the last chunk first
         start = max(0, end - chunk)
         _local_derivatives(gates4[start:end], c[start:end], tanh_c[start:end], d_da[:end - start],
-                           dh_dc[:end - start], forget_gate)
+                           dh_dc[:end - start], v)
         for t in range(end - 1, start - 1, -1):
             n = batch_sizes[t]
             d_da_t, dh_dc_t = d_da[t - start, :n], dh_dc[t - start, :n]
@@ -205,6 +282,8 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
             dh_t += dy[t, :n]                # h_t feeds the output y_t and step t+1
             # backprop h_t = o_t tanh(c_t)
             np.multiply(dh_t, d_da_t[:, O], out=da4[:, O])          # δa_o
+            if fgr:                          # o_t also fed a_{t+1} through R_gates
+                _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, O)
             dc_t += np.multiply(dh_t, dh_dc_t, out=tmp[:n])         # δc_t += δh_t o_t (1 - tanh² c_t)
             if peephole == "diagonal":       # o_t peeked at c_t
                 dc_t += np.multiply(da4[:, O], p_o, out=tmp[:n])
@@ -212,12 +291,16 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
                 dc_t += np.matmul(da4[:, O], p_o, out=tmp[:n])
             # backprop c_t = f_t c_{t-1} + i_t g_t into a_i, a_f, a_g at once
             np.multiply(dc_t[:, None, :], d_da_t[:, :O], out=da4[:, :O])
-            if forget_gate:
+            if fgr:                          # i_t, f_t also fed a_{t+1} through R_gates
+                _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, I, F)
+            if v.forget_gate:
                 dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
             if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}
                 dc_t += (da4[:, IF] * p_if).sum(axis=1)
             elif peephole == "full":
                 dc_t += np.matmul(da[:, :2 * H], p_if, out=tmp[:n])
+            if fgr:                          # backprop [i, f, o]_{t-1} R_gates into the gates of step t-1
+                np.matmul(da, M, out=dgates[:n])
             np.matmul(da, R_T, out=dh_t)     # backprop a_t into h_{t-1}
     # Weight gradients: one GEMM each over all steps and rows (finished rows have δa = 0).
     da2 = da_all.reshape(T * B, 4 * H)
@@ -232,5 +315,22 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, ws: Workspace |
         grads["p_i"] = c_prev2.T @ da4_all[:, :, I].reshape(T * B, H)
         grads["p_f"] = c_prev2.T @ da4_all[:, :, F].reshape(T * B, H)
         grads["p_o"] = c2.T @ da4_all[:, :, O].reshape(T * B, H)
+    if fgr:                                  # dR_gates = Σ_t [i, f, o]_{t-1}ᵀ δa_{i,f,o,t}, t >= 1
+        grads["R_gates"] = (gates4[:-1][:, :, [I, F, O]].reshape((T - 1) * B, 3 * H).T
+                            @ da4_all[1:][:, :, [I, F, O]].reshape((T - 1) * B, 3 * H))
     dx = (da2 @ np.ascontiguousarray(W.T)).reshape(T, B, -1)  # (T, B, I)
     return dx, dh, dc, grads
+
+
+def _add_gate_recurrence(da4, dgates, gates, trainable, coupled, H, *blocks):
+    """FGR: δa_q += δq ⊙ σ'(a_q) for the gates q in `blocks`, δq from step t+1's R_gates term.
+    dgates (n, 3H) = [δi, δf, δo]; with CIFG, f = 1 - i sends δf to i with a minus sign."""
+    column = {I: 0, F: 1, O: 2}
+    for q, kept in trainable:
+        if q not in blocks or not kept:
+            continue
+        s = gates[:, q]
+        dq = dgates[:, column[q] * H:(column[q] + 1) * H]
+        if q == I and coupled:
+            dq = dq - dgates[:, H:2 * H]
+        da4[:, q] += dq * s * (1 - s)        # σ'(a) = σ (1 - σ)

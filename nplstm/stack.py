@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .lstm import F, Workspace, lstm_backward, lstm_forward
+from .lstm import F, Variant, Workspace, lstm_backward, lstm_forward
 
 PEEPHOLES = ("diagonal", "full", None)
 
@@ -23,7 +23,7 @@ class LSTMConfig:
 
     input_size I, hidden_size H, num_layers L, D = 2 directions if bidirectional else 1.
     peephole: "diagonal" (p_i, p_f, p_o each (H,)), "full" (each (H, H)) or None; forget_gate=False
-    is the 1997 LSTM (f ≡ 1).
+    is the 1997 LSTM (f ≡ 1); the other flags are Greff et al.'s variants (lstm.Variant).
     """
     input_size: int            # I
     hidden_size: int           # H
@@ -31,6 +31,18 @@ class LSTMConfig:
     bidirectional: bool = False
     peephole: str | None = "diagonal"  # "diagonal": p (H,); "full": P (H, H); None: no peepholes
     forget_gate: bool = True   # False: the 1997 LSTM, f ≡ 1
+    input_gate: bool = True    # False: i ≡ 1 (Greff's NIG)
+    output_gate: bool = True   # False: o ≡ 1 (NOG)
+    input_activation: str = "tanh"   # "identity": g = a_g (NIAF)
+    output_activation: str = "tanh"  # "identity": h = o c (NOAF)
+    coupled: bool = False      # True: f = 1 - i (CIFG)
+    gate_recurrence: bool = False    # True: [i, f, o]_{t-1} R_gates joins a_{i,f,o} (FGR); adds R_gates (3H, 3H)
+
+    @property
+    def variant(self) -> Variant:
+        """The cell's parts, as lstm_forward takes them."""
+        return Variant(self.peephole, self.input_gate, self.forget_gate, self.output_gate, self.input_activation,
+                       self.output_activation, self.coupled, self.gate_recurrence)
 
     @property
     def num_directions(self) -> int:  # D
@@ -59,6 +71,8 @@ class LSTMConfig:
             if self.peephole is not None:
                 for gate in ("p_i", "p_f", "p_o"):
                     shapes[pre + gate] = (H,) if self.peephole == "diagonal" else (H, H)
+            if self.gate_recurrence:
+                shapes[pre + "R_gates"] = (3 * H, 3 * H)
         return shapes
 
 
@@ -68,7 +82,8 @@ def init_params(cfg: LSTMConfig, rng: np.random.Generator, dtype=np.float32,
 
     W: Glorot uniform over (in, 4H); R: an orthogonal (H, H) block per gate, as Keras does;
     b: zero but the forget-gate block, forget_bias (Gers et al. 2000, Jozefowicz et al. 2015);
-    peepholes: uniform in ±1/sqrt(H), the scale PyTorch uses for its recurrent weights.
+    peepholes: uniform in ±1/sqrt(H), the scale PyTorch uses for its recurrent weights; R_gates
+    (FGR): uniform in ±1/sqrt(3H), the same scale for its 3H inputs.
     """
     H = cfg.hidden_size
     params = {}
@@ -81,8 +96,10 @@ def init_params(cfg: LSTMConfig, rng: np.random.Generator, dtype=np.float32,
             value = np.concatenate([_orthogonal(H, rng) for _ in range(4)], axis=1)
         elif kind == "b":
             value = np.zeros(shape)
-            if cfg.forget_gate:
+            if cfg.forget_gate and not cfg.coupled:
                 value[F * H:(F + 1) * H] = forget_bias
+        elif kind == "R_gates":
+            value = rng.uniform(-1 / np.sqrt(3 * H), 1 / np.sqrt(3 * H), shape)
         else:
             value = rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), shape)
         params[name] = value.astype(dtype)
@@ -146,8 +163,8 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
             a_out = None if record is None else np.zeros((T, B, 4 * H), x.dtype)
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
                                        params[pre + "W"], params[pre + "R"], params[pre + "b"],
-                                       _peepholes(params, pre, cfg), batch_sizes=batch_sizes, peephole=cfg.peephole,
-                                       forget_gate=cfg.forget_gate, ws=_ws(workspace, pre), a_out=a_out)
+                                       _peepholes(params, pre, cfg), batch_sizes=batch_sizes, variant=cfg.variant,
+                                       R_gates=params.get(pre + "R_gates"), ws=_ws(workspace, pre), a_out=a_out)
             if record is not None:
                 record[pre] = {"a": a_out}
             caches.append(cache)
@@ -194,7 +211,8 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, w
                 record[pre] = {"da": da_out, "dy": np.array(dout_d)}
             dx_d, dh0[j], dc0[j], g = lstm_backward(
                 dout_d, dh_n[j], dc_n[j], caches[j], params[pre + "W"], params[pre + "R"],
-                _peepholes(params, pre, cfg), ws=_ws(workspace, pre + "backward"), da_out=da_out)
+                _peepholes(params, pre, cfg), R_gates=params.get(pre + "R_gates"),
+                ws=_ws(workspace, pre + "backward"), da_out=da_out)
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
         dout = dinp                          # (T, B, in) gradient into the layer below

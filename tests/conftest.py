@@ -37,10 +37,11 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / scale) if scale else float(np.abs(a).max())
 
 
-def random_lstm(rng, I, H, *, num_layers=1, bidirectional=False, peephole="diagonal", forget_gate=True):
-    """A float64 LSTM with every parameter random (peepholes and biases included), so no term hides."""
-    lstm = nplstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional, peephole=peephole,
-                       forget_gate=forget_gate, dtype=np.float64, seed=int(rng.integers(1 << 30)))
+def random_lstm(rng, I, H, *, num_layers=1, bidirectional=False, **variant):
+    """A float64 LSTM with every parameter random (peepholes and biases included), so no term hides.
+    variant: nplstm.LSTM's variant= and flags (peephole, forget_gate, coupled, ...)."""
+    lstm = nplstm.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional, **variant,
+                       dtype=np.float64, seed=int(rng.integers(1 << 30)))
     for k, v in lstm.params.items():
         lstm.params[k] = rng.normal(0, 0.5, v.shape)
     return lstm

@@ -10,6 +10,7 @@ import nplstm
 from nplstm.diagnostics import bench
 
 
+@pytest.mark.slow
 def test_nplstm_bench_tiny_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nplstm", "bench", "--tiny", "--repeat", "2",
                           "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, check=True)
@@ -33,3 +34,13 @@ def test_step_flops_counts_the_gemms():
     # forward: x W (2·T·B·I·4H) + h R (2·T·B·H·4H); backward twice that
     assert bench.step_flops(1, 1, 1, 1) == 3 * 2 * 2 * 4
     assert bench.step_flops(2, 3, 4, 5, "full") == 3 * (2 * 3 * 2 * 9 * 20 + 2 * 3 * 2 * 5 * 15)
+
+
+def test_nplstm_bench_variants_tiny_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "nplstm", "bench", "--tiny", "--variants", "--repeat", "2",
+                          "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, check=True)
+    assert "vanilla" in out.stdout and "FGR" in out.stdout
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == 1 and rows[0]["vanilla_ms"] > 0
+    assert {k for k in rows[0] if k.endswith("_over_vanilla")} == {f"{n}_over_vanilla" for n in nplstm.lstm.VARIANTS
+                                                                   if n != "vanilla"}

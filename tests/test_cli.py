@@ -48,7 +48,7 @@ def test_train_writes_a_run_and_resumes(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "adding", "--bogus", "3"], "unrecognized argument '--bogus'; options of task adding"),
     (["train", "adding", "--T", "x"], "--T: expected an integer, got 'x'"),
-    (["train", "adding", "--T", "3"], "T must be an int >= 10, got 3"),
+    (["train", "adding", "--T", "3"], "adding: T: expected an int >= 10, got 3"),
     (["train", "nosuch"], "invalid choice: 'nosuch'"),
     (["train", "adding", "--lr", "-1"], "lr"),
     (["train", "charlm", "--path", "/no/such/file.txt"], "charlm: path must name a readable UTF-8 text file"),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import nplstm
+from nplstm.lstm import Variant
 from nplstm.training.monitor import gate_stats, grad_norms
 from nplstm.tasks import make_task
 from nplstm.training.trainer import TrainConfig, build_model, train
@@ -50,7 +51,9 @@ def test_padding_is_left_out_and_no_forget_gate_gives_none():
     everything = gate_stats(internals)                          # without lengths: 5 of 8 rows·steps are valid
     assert everything["saturation"]["l0"]["i"] == pytest.approx(5 / 8)
     assert everything["cell"]["l0"]["max_abs"] == 100.0
-    assert gate_stats(internals, lengths, forget_gate=False)["saturation"]["l0"]["f"] is None
+    assert gate_stats(internals, lengths, Variant(forget_gate=False))["saturation"]["l0"]["f"] is None
+    unlearned = gate_stats(internals, lengths, Variant(input_gate=False, output_gate=False))["saturation"]["l0"]
+    assert unlearned["i"] is None and unlearned["o"] is None and unlearned["f"] is not None
 
 
 def test_grad_norms_squares_sum_to_the_global_norm():

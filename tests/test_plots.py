@@ -90,6 +90,7 @@ def test_grad_norm_global_and_per_parameter(run_dir):
     np.testing.assert_allclose(per_param["head.W"], [0.2, 0.2, 0.2])
 
 
+@pytest.mark.slow
 def test_png_and_svg_files(figures, tmp_path):
     paths = plots.save_figures(figures, tmp_path, ("png", "svg"))
     assert len(paths) == 2 * len(figures)
@@ -216,6 +217,7 @@ def nplstm_cli(*args):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_nplstm_plot_writes_pictures_and_report(run_dir, tmp_path):
     result = nplstm_cli("plot", run_dir, "--out", tmp_path / "pictures", "--format", "both")
     assert result.returncode == 0, result.stderr
@@ -226,6 +228,7 @@ def test_nplstm_plot_writes_pictures_and_report(run_dir, tmp_path):
     assert all(Path(name).stat().st_size > 10_000 for name in printed)
 
 
+@pytest.mark.slow
 def test_pictures_go_to_run_dir_plots_by_default(run_dir):
     paths = plot_run(run_dir, report=False)
     assert paths == [run_dir / "plots" / f"{s}.png" for s in ("curves", "grad_norm", "gates_l0", "gates_l1",

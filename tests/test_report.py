@@ -32,6 +32,7 @@ def report(tmp_path_factory):
     return write_report(path)
 
 
+@pytest.mark.slow
 def test_report_holds_verdict_config_metrics_history_and_anomaly(report):
     html = report.read_text()
     assert report == report.parent / "report.html"

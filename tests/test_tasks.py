@@ -66,10 +66,10 @@ def test_adding_modern_layout_and_baseline():
 
 # --- temporal order -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant,windows", [("6a", [(10, 20), (50, 60)]),
+@pytest.mark.parametrize("experiment,windows", [("6a", [(10, 20), (50, 60)]),
                                              ("6b", [(10, 20), (33, 43), (66, 76)])])
-def test_temporal_order_positions_and_label_rule(variant, windows):
-    task = make_task("temporal_order", variant=variant)
+def test_temporal_order_positions_and_label_rule(experiment, windows):
+    task = make_task("temporal_order", experiment=experiment)
     batch = task.batch(np.random.default_rng(2), 500)
     ids, L = ids_of(batch.x), batch.lengths
     assert task.output_size == 2 ** len(windows) and batch.y.dtype == np.int64
@@ -351,15 +351,15 @@ def test_make_task_errors():
         make_task("addition")
     with pytest.raises(ValueError, match="unknown option.*lenght.*expected some of: T, form, seed"):
         make_task("adding", lenght=100)
-    with pytest.raises(ValueError, match=r"T must be an int >= 10, got 5"):
+    with pytest.raises(ValueError, match=r"T: expected an int >= 10, got 5"):
         make_task("adding", T=5)
     with pytest.raises(ValueError, match=r"form must be one of \('1997', 'modern'\), got 'new'"):
         make_task("adding", form="new")
-    with pytest.raises(ValueError, match="variant"):
-        make_task("temporal_order", variant="6c")
-    with pytest.raises(ValueError, match=r"t_max must be an int >= 30, got 20"):
+    with pytest.raises(ValueError, match="experiment"):
+        make_task("temporal_order", experiment="6c")
+    with pytest.raises(ValueError, match=r"t_max: expected an int >= 30, got 20"):
         make_task("timing", t_min=30, t_max=20)
     with pytest.raises(ValueError, match="readable UTF-8"):
         make_task("charlm", path="/nonexistent/corpus.txt")
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
         make_task("copy").batch(np.random.default_rng(0), 0)

@@ -5,6 +5,7 @@ import pytest
 import nplstm
 from nplstm.interop import torch as interop
 from tests import torch_oracle
+from nplstm.lstm import VARIANTS
 from tests.conftest import random_inputs, random_lstm, rel_err
 
 CONFIGS = [
@@ -39,8 +40,7 @@ def compare_with_oracle(torch, lstm, x, state, lengths):
     tp = {k: t(v) for k, v in lstm.params.items()}
     tx, th0, tc0 = t(x), t(state[0]), t(state[1])
     ty, th, tc = torch_oracle.lstm(torch, tp, tx, th0, tc0, list(lengths) if lengths is not None else [x.shape[1]] * len(x),
-                                   num_layers=c.num_layers, bidirectional=c.bidirectional,
-                                   peephole=c.peephole, forget_gate=c.forget_gate)
+                                   num_layers=c.num_layers, bidirectional=c.bidirectional, **c.variant._asdict())
     loss = (ty * torch.tensor(dy)).sum() + (th * torch.tensor(dh)).sum() + (tc * torch.tensor(dc)).sum()
     loss.backward()
     pairs = [(y, ty.detach().numpy()), (h_n, th.detach().numpy()), (c_n, tc.detach().numpy()),
@@ -57,6 +57,20 @@ def test_oracle_float64(torch, cfg, ragged):
     x, state, _ = random_inputs(rng, lstm, 4, 7, False)
     lengths = np.array([7, 3, 1, 5]) if ragged else None
     assert compare_with_oracle(torch, lstm, x, state, lengths) < 1e-10
+
+
+VARIANT_CONFIGS = [dict(variant=name) for name in VARIANTS] + [
+    dict(variant="FGR", coupled=True), dict(variant="NFG", peephole="full"), dict(variant="NIG", output_activation="identity"),
+    dict(variant="FGR", output_gate=False, peephole=None), dict(variant="CIFG", peephole="full")]
+
+
+@pytest.mark.parametrize("cfg", VARIANT_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_oracle_float64_every_variant(torch, cfg):
+    """Greff's variants (and some combinations): 2 layers, both directions, a ragged batch, float64."""
+    rng = np.random.default_rng(3)
+    lstm = random_lstm(rng, 3, 4, num_layers=2, bidirectional=True, **cfg)
+    x, state, _ = random_inputs(rng, lstm, 3, 5, False)
+    assert compare_with_oracle(torch, lstm, x, state, np.array([5, 2, 4])) < 1e-10
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:5], ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))

@@ -32,6 +32,7 @@ def one_line(result):
 
 # --- non-finite is always loud ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_diverging_run_is_never_solved_and_exits_non_zero(tmp_path):
     """The seed's mistake on the adding problem: SGD, lr 1000, no clipping. It used to print SOLVED
     with `loss nan, wrong 0`; now it stops at the first non-finite loss, says so in one line, exits 1."""
@@ -118,6 +119,7 @@ def test_a_new_run_into_an_existing_run_is_refused_and_changes_nothing(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr"] == 0.5
 
 
+@pytest.mark.slow
 def test_simultaneous_default_runs_get_their_own_directories(tmp_path):
     args = [sys.executable, "-m", "nplstm", "train", "adding", "--T", "10", "--steps", "2", "--eval-every", "2",
             "--batch", "2", "--no-progress", "--quiet"]
@@ -187,6 +189,7 @@ def test_resume_refuses_changed_settings_unless_overridden(tmp_path):
     run_to(tmp_path, "c", 6, resume_from=checkpoint, lr=0.01, override=("lr",))   # said explicitly: allowed
 
 
+@pytest.mark.slow
 def test_cli_resume_starts_from_the_runs_own_settings(tmp_path):
     run = tmp_path / "run"
     base = ("train", "adding", "--T", 12, "--eval-every", 5, "--batch", 4, "--no-progress", "--quiet")

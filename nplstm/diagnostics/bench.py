@@ -88,6 +88,47 @@ def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
     return min(_timed(step) for _ in range(repeat))
 
 
+def variant_times(size, repeat: int = 7) -> dict[str, float]:
+    """Median seconds of one training step (forward + backward, float32) for each of Greff's variants
+    (nplstm.lstm.VARIANTS), timed interleaved in this process after a warm-up."""
+    from ..lstm import VARIANTS
+    B, T, I, H = size
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, T, I), dtype=np.float32)
+    dy = rng.standard_normal((B, T, H), dtype=np.float32)
+    fns = {}
+    for name in VARIANTS:
+        lstm = LSTM(I, H, variant=name, seed=0)
+
+        def train(lstm=lstm):
+            lstm.forward(x)
+            lstm.backward(dy)
+        fns[name] = train
+        train()                              # warm-up: the workspace's arrays, BLAS threads
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run_variants(sizes, repeat: int = 7, print_fn=print) -> list[dict]:
+    """Each variant's training step against the vanilla LSTM's, per size: the rows of `nplstm bench --variants`."""
+    from ..lstm import VARIANTS
+    print_fn("training step of each variant / vanilla (diagonal peepholes, forget gate), float32, medians")
+    print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'vanilla ms':>10} | " + " ".join(f"{n:>6}" for n in VARIANTS
+                                                                                  if n != "vanilla"))
+    rows = []
+    for size in sizes:
+        t = variant_times(size, repeat)
+        row = {"B": size[0], "T": size[1], "I": size[2], "H": size[3], "vanilla_ms": t["vanilla"] * 1e3,
+               **{f"{n}_over_vanilla": t[n] / t["vanilla"] for n in t if n != "vanilla"}}
+        rows.append(row)
+        print_fn(f"{size[0]:>3} {size[1]:>5} {size[2]:>4} {size[3]:>4} | {row['vanilla_ms']:>10.2f} | "
+                 + " ".join(f"{row[f'{n}_over_vanilla']:>6.2f}" for n in t if n != "vanilla"))
+    return rows
+
+
 def check_cost(size, repeat: int = 7) -> tuple[float, float]:
     """(seconds of one training step, seconds of the finiteness checks it makes), medians.
 

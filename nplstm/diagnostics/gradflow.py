@@ -28,8 +28,8 @@ def lstm_state_gradients(lstm: LSTM, x: np.ndarray, dy_last: np.ndarray) -> tupl
     L, H = cfg.num_layers, cfg.hidden_size
     lstm.forward(x)
     inside = lstm.internals()
-    h = np.stack([inside[f"l{k}"]["h"] for k in range(L)])  # (L, B, T, H)
-    c = np.stack([inside[f"l{k}"]["c"] for k in range(L)])
+    h = np.stack([inside[cfg.prefix(k, 0).rstrip(".")]["h"] for k in range(L)])  # (L, B, T, H)
+    c = np.stack([inside[cfg.prefix(k, 0).rstrip(".")]["c"] for k in range(L)])
     zeros = np.zeros((L, B, H), lstm.dtype)
     dh_norm, dc_norm = np.empty(T), np.empty(T)
     for t in range(T):

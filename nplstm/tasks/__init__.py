@@ -52,6 +52,8 @@ def make_task(name: str, **options) -> Task:
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
+    if name == "temporal_order" and "variant" in options:   # its name before LSTM variants took --variant
+        options = {("experiment" if k == "variant" else k): v for k, v in options.items()}
     accepted = [f.name for f in fields(TASKS[name]) if f.init]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .. import _checks
+
 
 @dataclass(frozen=True, eq=False)
 class Batch:
@@ -131,12 +133,8 @@ MAX_SIZE = 10 ** 7  # a length or count beyond this could not fit in memory as f
 
 
 def check_int(task: str, name: str, value, minimum: int) -> int:
-    """value as an int if it is one and >= minimum, else ValueError naming expected and received."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{task}: {name} must be an int >= {minimum}, got {value!r}")
-    if value > MAX_SIZE:
-        raise ValueError(f"{task}: {name} must be at most {MAX_SIZE:,}, got {value!r}")
-    return int(value)
+    """A task option: an int in [minimum, MAX_SIZE], else ValueError naming the task and the option."""
+    return _checks.check_int(f"{task}: {name}", value, minimum, MAX_SIZE)
 
 
 def check_choice(task: str, name: str, value, choices: tuple) -> None:

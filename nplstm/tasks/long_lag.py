@@ -138,23 +138,24 @@ class TemporalOrder(Task):
     the class; "frac_err_below_0.3" reports the paper's test applied to the softmax probabilities.
     solved: fewer than 1 wrong sequence per 2000 (the paper's stopping rule; see Adding).
     """
-    variant: str = "6a"       # "6a" (two relevant symbols) or "6b" (three)
+    experiment: str = "6a"    # "6a" (two relevant symbols) or "6b" (three): the paper's Exp. 6a or 6b
     seed: int = 0
     test_size: int = 2560
 
     name = "temporal_order"
+    max_steps = 110           # the longest sequence (100-110 symbols), for the trainer's memory estimate
     input_size = len(SYMBOLS)
     loss = "xent"
     many_to_one = True
 
     def __post_init__(self):
-        check_choice(self.name, "variant", self.variant, tuple(_TEMPORAL_ORDER))
+        check_choice(self.name, "experiment", self.experiment, tuple(_TEMPORAL_ORDER))
         check_int(self.name, "test_size", self.test_size, 1)
 
     @property
     def windows(self) -> list[tuple[int, int]]:
         """Inclusive step ranges of the relevant symbols."""
-        return [(10, 20), (50, 60)] if self.variant == "6a" else [(10, 20), (33, 43), (66, 76)]
+        return [(10, 20), (50, 60)] if self.experiment == "6a" else [(10, 20), (33, 43), (66, 76)]
 
     @property
     def output_size(self) -> int:
@@ -162,8 +163,8 @@ class TemporalOrder(Task):
 
     @property
     def paper(self) -> dict:
-        sequences, wrong = _TEMPORAL_ORDER[self.variant]
-        return {"source": f"Hochreiter & Schmidhuber 1997, section 5.6 (Exp. {self.variant})",
+        sequences, wrong = _TEMPORAL_ORDER[self.experiment]
+        return {"source": f"Hochreiter & Schmidhuber 1997, section 5.6 (Exp. {self.experiment})",
                 "sequences": sequences, "wrong": wrong,
                 "criterion": "final absolute error of every (sigmoid) output unit below 0.3"}
 

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..ops import log_softmax
 from .base import (Batch, Task, check_batch_size, check_int, check_out, finite, mean_xent, one_hot, pad,
                    top_k_correct)
+
+MAX_STRINGS = 100_000   # Reber strings per set: they are drawn one at a time in Python
 
 SYMBOLS = "BTPSXVE"
 
@@ -132,8 +135,8 @@ class Reber(Task):
     many_to_one = False
 
     def __post_init__(self):
-        check_int(self.name, "n_train", self.n_train, 1)
-        check_int(self.name, "n_test", self.n_test, 1)
+        for name in ("n_train", "n_test"):     # strings are drawn one by one in Python: keep it to seconds
+            _checks.check_int(f"{self.name}: {name}", getattr(self, name), 1, MAX_STRINGS)
         train_rng, test_rng = np.random.default_rng([self.seed, 1]), np.random.default_rng([self.seed, 2])
         self.train_strings = tuple(embedded_reber(train_rng) for _ in range(self.n_train))
         self.test_strings = tuple(embedded_reber(test_rng) for _ in range(self.n_test))
@@ -218,7 +221,7 @@ class ContinualReber(Task):
 
     def __post_init__(self):
         check_int(self.name, "T", self.T, 1)
-        check_int(self.name, "test_steps", self.test_steps, 1)
+        _checks.check_int(f"{self.name}: test_steps", self.test_steps, 1, MAX_STRINGS * 10)
         self._streams: dict[int, list[list[np.ndarray]]] = {}
 
     def reset_streams(self, batch_size: int | None = None) -> None:

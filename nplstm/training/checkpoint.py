@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layers import LSTM, Linear, Model
+from ..lstm import VANILLA
 
 META_KEY = "meta.json"
 
@@ -95,7 +96,11 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 
 class _Pickled(Exception):
-    """An .npy member whose dtype holds Python objects, which only pickle could read."""
+    """An .npy entry whose dtype holds Python objects, which only pickle could read."""
+
+
+class _Malformed(Exception):
+    """An archive that zipfile and numpy read but np.savez never writes; the message says how."""
 
 
 def load_checkpoint(path, required=()) -> tuple[dict[str, np.ndarray], dict]:
@@ -125,16 +130,20 @@ def load_checkpoint(path, required=()) -> tuple[dict[str, np.ndarray], dict]:
             for info in infos:
                 name = info.filename.removesuffix(".npy")
                 if not info.filename.endswith(".npy"):
-                    raise ValueError(f"entry {info.filename!r} is not an .npy array")
+                    raise _Malformed(f"entry {info.filename!r} is not an .npy array")
                 if name in arrays:
-                    raise ValueError(f"two entries named {info.filename!r}")
-                if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise ValueError(f"entry {info.filename!r} is encrypted or compressed unlike np.savez")
+                    raise _Malformed(f"two entries named {info.filename!r}")
+                if info.flag_bits & 1:
+                    raise _Malformed(f"entry {info.filename!r} is encrypted")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):   # np.savez(_compressed)'s
+                    raise _Malformed(f"entry {info.filename!r} uses compression method {info.compress_type}")
                 with z.open(info) as member:
                     arrays[name] = _read_npy(member, info.file_size)
     except _Pickled:
         raise ValueError(f"checkpoint {path} contains pickled data; refusing to load it "
                          "(checkpoints never need pickle)") from None
+    except _Malformed as e:
+        raise ValueError(f"checkpoint {path} is truncated or corrupt ({e})") from None
     except CORRUPT as e:
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({_brief(e)})") from None
     if META_KEY not in arrays:
@@ -159,43 +168,47 @@ def _check_end_record(end: bytes, entries: int) -> None:
     the entries the central directory lists: zipfile never compares the two, so a damaged directory
     (a record's comment length, say) could hide entries."""
     if len(end) != 22 or end[:4] != b"PK\x05\x06" or end[20:] != b"\0\0":
-        raise ValueError("the file does not end with a zip end record")
+        raise _Malformed("the file does not end with a zip end record")
     declared = struct.unpack("<H", end[10:12])[0]
     if declared != min(entries, 0xFFFF):            # a zip64 archive of more entries writes 0xFFFF here
-        raise ValueError(f"the directory lists {entries} entries, the end record {declared}")
+        raise _Malformed(f"the directory lists {entries} entries, the end record {declared}")
 
 
 def _read_npy(f, size: int) -> np.ndarray:
     """The array of one .npy member of `size` bytes, once its header is known to describe exactly those bytes."""
     version = np.lib.format.read_magic(f)
     if version not in ((1, 0), (2, 0)):     # np.savez writes 3.0 only for non-ASCII field names
-        raise ValueError(f"unsupported .npy format version {version}")
+        raise _Malformed(f"an .npy entry of format version {version}")
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, _, dtype = read_header(f)
     if dtype.hasobject:
         raise _Pickled
     nbytes = math.prod(shape) * dtype.itemsize       # Python ints: an absurd shape cannot overflow
     if f.tell() + nbytes != size:                    # checked before read_array allocates nbytes
-        raise ValueError(f"the header describes {dtype.name}{shape} ({nbytes} bytes), "
+        raise _Malformed(f"an .npy header describes {dtype.name}{shape} ({nbytes} bytes), "
                          f"the entry holds {size - f.tell()} bytes after it")
     f.seek(0)
     a = np.lib.format.read_array(f, allow_pickle=False)
     if f.read(1):                                    # also reaches the end, where zipfile checks the CRC
-        raise ValueError("bytes after the array")
+        raise _Malformed("bytes after an .npy array")
     return a
 
 
 def _brief(err: BaseException) -> str:
     """An exception as one short line: its type and its message with whitespace collapsed."""
     text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:200]}" + ("..." if len(text) > 200 else "")
+    text = text[:200] + "..." if len(text) > 200 else text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def model_config(model: Model) -> dict:
-    """The JSON-serializable description of a Model from which model_from_config rebuilds it."""
+    """The JSON-serializable description of a Model from which model_from_config rebuilds it.
+    Greff's variant flags appear only where they differ from the vanilla LSTM's, so a vanilla
+    model's description is the same as before the variants existed."""
     c = model.lstm.config
     return {"input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
             "bidirectional": c.bidirectional, "peephole": c.peephole, "forget_gate": c.forget_gate,
+            **{k: getattr(c, k) for k in VARIANT_FIELDS if getattr(c, k) != getattr(VANILLA, k)},
             "output_size": int(model.head.params["W"].shape[1]), "many_to_one": bool(model.many_to_one),
             "dtype": model.dtype.name}
 
@@ -203,6 +216,8 @@ def model_config(model: Model) -> dict:
 MODEL_FIELDS = {"input_size": int, "hidden_size": int, "num_layers": int, "bidirectional": bool,
                 "peephole": (str, type(None)), "forget_gate": bool, "output_size": int, "many_to_one": bool,
                 "dtype": str}
+VARIANT_FIELDS = {"input_gate": bool, "output_gate": bool, "input_activation": str, "output_activation": str,
+                  "coupled": bool, "gate_recurrence": bool}   # optional: vanilla when absent
 
 
 def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, path=None) -> Model:
@@ -221,11 +236,18 @@ def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, pat
             raise ValueError(f"{where}: missing {key!r}")
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
+    unknown = sorted(set(cfg) - set(MODEL_FIELDS) - set(VARIANT_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}")
+    flags = {k: cfg[k] for k in VARIANT_FIELDS if k in cfg}
+    for key, value in flags.items():
+        if not isinstance(value, VARIANT_FIELDS[key]):
+            raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
     try:
         dtype = np.dtype(cfg["dtype"])
         lstm = LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
                     bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
-                    dtype=dtype, seed=seed, forget_bias=forget_bias)
+                    **flags, dtype=dtype, seed=seed, forget_bias=forget_bias)
         head = Linear(cfg["hidden_size"] * lstm.config.num_directions, cfg["output_size"], dtype=dtype, seed=seed + 1)
     except (TypeError, ValueError, MemoryError) as err:    # MemoryError: sizes too large to allocate
         raise ValueError(f"{where}: {err}") from None

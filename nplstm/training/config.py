@@ -48,8 +48,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("steps", "batch_size", "eval_every", "eval_batch", "step_size"):
+        for name in ("steps", "eval_every", "eval_batch", "step_size"):
             check_int(name, getattr(self, name))
+        check_int("batch_size", self.batch_size, maximum=MAX_BATCH)
         for name in ("warmup", "seed", "log_every", "checkpoint_every"):
             check_int(name, getattr(self, name), minimum=0)
         for name in ("patience", "schedule_steps"):
@@ -76,6 +77,7 @@ FREE_ON_RESUME = ("steps", "eval_every", "eval_batch", "early_stop", "patience",
                   "run_dir", "progress", "detect_anomaly", "overwrite", "override")
 OVERRIDABLE = ("lr", "clip")
 RUN_FILES = ("config.json", "history.json", "checkpoint.npz")
+MAX_BATCH = 10 ** 6     # sequences per update; far past any batch that fits a float32 LSTM in memory
 
 
 def _number(name: str, value, *, above=None, least=None, below=None, most=None) -> None:
@@ -85,9 +87,9 @@ def _number(name: str, value, *, above=None, least=None, below=None, most=None) 
     ok = ok and (above is None or value > above) and (least is None or value >= least) \
         and (below is None or value < below) and (most is None or value <= most)
     if not ok:
-        bounds = [f"> {above:g}" * (above is not None), f">= {least:g}" * (least is not None),
-                  f"< {below:g}" * (below is not None), f"<= {most:g}" * (most is not None)]
-        raise ValueError(f"{name}: expected a finite number {' and '.join(b for b in bounds if b)}, got {value!r}")
+        bounds = [f"{op} {bound:g}" for op, bound in ((">", above), (">=", least), ("<", below), ("<=", most))
+                  if bound is not None]
+        raise ValueError(f"{name}: expected a finite number {' and '.join(bounds)}, got {value!r}".replace("  ", " "))
 
 
 @dataclass

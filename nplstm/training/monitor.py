@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..lstm import VANILLA
+
 SATURATED = 0.95   # σ gates: saturated when s < 0.05 or s > 0.95 (σ' < 0.048); g: when |g| > 0.95 (tanh' < 0.098)
 
 
@@ -14,7 +16,7 @@ def grad_norms(grads: dict[str, np.ndarray]) -> dict[str, float]:
     return {key: float(np.sqrt(float(np.vdot(g, g)))) for key, g in grads.items()}
 
 
-def gate_stats(internals: dict, lengths=None, forget_gate: bool = True) -> dict:
+def gate_stats(internals: dict, lengths=None, variant=None) -> dict:
     """Gate saturation and cell-state size over the valid steps of one batch.
 
     internals: LSTM.internals(), {prefix: {"i", "f", "g", "o", "c", "h": (B, T, H)}};
@@ -22,9 +24,13 @@ def gate_stats(internals: dict, lengths=None, forget_gate: bool = True) -> dict:
     Returns {"saturation": {prefix: {"i", "f", "g", "o": fraction of units saturated}},
              "cell": {prefix: {"max_abs": max |c_t|, "mean_abs": mean |c_t|}}}, Python floats.
     A σ gate is saturated below 1 - SATURATED or above SATURATED, g when |g| > SATURATED: there
-    its derivative is under a tenth of its largest, and little gradient passes. Without a forget
-    gate f ≡ 1 is not learned, and its saturation is None.
+    its derivative is under a tenth of its largest, and little gradient passes. variant: the
+    LSTM's nplstm.lstm.Variant (None: vanilla); a gate it does not learn (f ≡ 1 without a forget
+    gate or f = 1 - i when coupled, i ≡ 1, o ≡ 1) has saturation None, and so has g = a_g (NIAF).
     """
+    v = VANILLA if variant is None else variant
+    unlearned = {name for name, learned in (("i", v.input_gate), ("f", v.forget_gate and not v.coupled),
+                                            ("o", v.output_gate), ("g", v.input_activation == "tanh")) if not learned}
     saturation, cell = {}, {}
     for prefix, series in internals.items():
         B, T, _ = series["c"].shape
@@ -32,7 +38,7 @@ def gate_stats(internals: dict, lengths=None, forget_gate: bool = True) -> dict:
         sat = {}
         for name in "ifgo":
             v = series[name][valid]          # (valid steps, H)
-            if name == "f" and not forget_gate:
+            if name in unlearned:
                 sat[name] = None
             elif name == "g":
                 sat[name] = float(np.mean(np.abs(v) > SATURATED))

@@ -23,7 +23,7 @@ RECIPES = {
         train={"batch_size": 8, "lr": 1e-2, "lr_schedule": "cosine", "steps": 9000, "eval_every": 125}),
     "temporal_order": Recipe(
         "classify the order of two (6a) or three (6b) far-apart symbols (1997, Exp. 6)",
-        task={"variant": "6a"}, model={"hidden_size": 32, "forget_bias": 5.0},
+        task={"experiment": "6a"}, model={"hidden_size": 32, "forget_bias": 5.0},
         train={"batch_size": 8, "lr": 1e-2, "steps": 5000, "eval_every": 125}),
     "reber": Recipe(
         "next symbol of the embedded Reber grammar (1997, Exp. 1)",

@@ -7,7 +7,10 @@ resume loads it back and refuses a checkpoint of another task, model, data or tr
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
+
+import numpy as np
 
 from .checkpoint import load_checkpoint, model_config, params_from, save_checkpoint
 from .config import FREE_ON_RESUME, OVERRIDABLE, RUN_FILES, History, TrainConfig, new_window, settings
@@ -72,20 +75,83 @@ def resume(path, model, task, opt, rng, state, cfg):
     step = meta.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ValueError(f"resume_from {path}: the checkpoint's step is {step!r}, expected an int >= 0")
-    for key, kind in (("rng", dict), ("history", dict), ("window", dict)):
-        if not isinstance(meta.get(key), kind):
-            raise ValueError(f"resume_from {path}: the checkpoint's {key!r} is missing or malformed")
-    model.load_params(params_from(arrays, model, path))
-    opt.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
+    history, window = _history(meta.get("history"), path), _window(meta.get("window"), path)
+    if meta.get("task_state") is not None and not hasattr(task, "set_state"):
+        raise ValueError(f"resume_from {path}: the checkpoint holds a stream position, but task {task.name} has none")
+    try:                                     # on a scratch generator first: a bad state changes nothing
+        np.random.default_rng().bit_generator.state = meta.get("rng")
+    except (TypeError, ValueError, KeyError, OverflowError) as err:
+        raise ValueError(f"resume_from {path}: the checkpoint's rng state is malformed ({err})") from None
+    params = params_from(arrays, model, path)
+    scratch = type(opt)(opt.lr, **opt.hyper)  # the optimizer state, checked before anything is replaced
     try:
-        rng.bit_generator.state = meta["rng"]
-        history = History(**meta["history"])
-        if meta.get("task_state") is not None:
+        scratch.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
+    except ValueError as err:
+        raise ValueError(f"resume_from {path}: {' '.join(str(err).split())}") from None
+    if not step == history.steps_done == scratch.t or (history.records and history.records[-1]["step"] > step):
+        raise ValueError(f"resume_from {path}: its step counts disagree (step {step}, history {history.steps_done}, "
+                         f"optimizer {scratch.t}, last evaluation {history.records[-1]['step'] if history.records else '-'})")
+    state = _stream(arrays, state, model, path) if getattr(task, "stateful", False) else _no_stream(arrays, path)
+    if meta.get("task_state") is not None:
+        try:
             task.set_state(meta["task_state"])
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"resume_from {path}: the checkpoint's rng, history or task state is malformed ({err})") from None
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError) as err:
+            raise ValueError(f"resume_from {path}: the checkpoint's task state is malformed ({err})") from None
+    model.load_params(params)
+    opt.state, opt.t = scratch.state, scratch.t
+    rng.bit_generator.state = meta["rng"]
     if meta.get("task_state") is None and getattr(task, "stateful", False):
         warnings.warn(f"task {task.name} has no get_state/set_state: its streams restart, so resume is not exact")
-    if "stream/h" in arrays:
-        state = arrays["stream/h"], arrays["stream/c"]
-    return step, {**new_window(), **meta["window"]}, history, state, cfg
+    return step, window, history, state, cfg
+
+
+def _stream(arrays, state, model, path):
+    """A stream's carried (h, c), each (L·D, B, H) like `state` (the zeros the loop starts with)."""
+    if "stream/h" not in arrays and "stream/c" not in arrays:
+        raise ValueError(f"resume_from {path}: the task is a stream but the checkpoint has no carried state")
+    carried = []
+    for name, zeros in zip(("stream/h", "stream/c"), state):
+        a = arrays.get(name)
+        if a is None or a.shape != zeros.shape or a.dtype != zeros.dtype or not np.isfinite(a).all():
+            got = "missing" if a is None else f"{a.dtype.name}{a.shape}" + ("" if np.isfinite(a).all() else " with NaN/Inf")
+            raise ValueError(f"resume_from {path}: {name} is {got}, expected finite {zeros.dtype.name}{zeros.shape}")
+        carried.append(a)
+    return tuple(carried)
+
+
+def _no_stream(arrays, path):
+    if "stream/h" in arrays or "stream/c" in arrays:
+        raise ValueError(f"resume_from {path}: the checkpoint carries a stream state, but the task is not a stream")
+    return None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(value) -> bool:
+    return isinstance(value, list) and all(_number(v) for v in value)
+
+
+def _window(window, path) -> dict:
+    """The loop's numbers since the last evaluation, as save_state wrote them, or ValueError."""
+    ok = isinstance(window, dict) and _numbers(window.get("losses")) and _numbers(window.get("grad_norms")) \
+        and isinstance(window.get("grad_sq"), dict) and _numbers(list(window["grad_sq"].values())) \
+        and isinstance(window.get("clipped"), int) and not isinstance(window["clipped"], bool) and window["clipped"] >= 0
+    if not ok:
+        raise ValueError(f"resume_from {path}: the checkpoint's 'window' is missing or malformed")
+    return {**new_window(), **window}
+
+
+def _history(history, path) -> History:
+    """History from the checkpoint's dict: its fields, records that are evaluation records, or ValueError."""
+    kinds = {"records": list, "solved": bool, "step_solved": (int, type(None)), "sequences_to_solve": (int, type(None)),
+             "steps_done": int, "stopped": str, "wall_seconds": (int, float), "anomaly": str}
+    ok = isinstance(history, dict) and set(history) <= set(kinds) and all(
+        isinstance(history.get(k, "missing" if k != "anomaly" else ""), kind) for k, kind in kinds.items()) \
+        and _number(history["wall_seconds"]) and history["wall_seconds"] >= 0 \
+        and all(isinstance(r, dict) and isinstance(r.get("test"), dict) and _number(r["test"].get("loss"))
+                and isinstance(r.get("step"), int) and _number(r.get("train_loss")) for r in history["records"])
+    if not ok:
+        raise ValueError(f"resume_from {path}: the checkpoint's 'history' is missing or malformed")
+    return History(**history)

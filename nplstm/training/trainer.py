@@ -16,7 +16,7 @@ import numpy as np
 
 from .._checks import all_finite
 from ..anomaly import AnomalyError, NonFiniteError, detect_anomaly
-from ..layers import Model
+from ..layers import Model, variant_flags
 from ..losses import mse, softmax_cross_entropy
 from ..optim import SGD, Adam, RMSprop, clip_grad_norm
 from .checkpoint import model_config, model_from_config, write_json
@@ -30,12 +30,14 @@ __all__ = ["TrainConfig", "History", "train", "build_model", "lr_at", "train_ste
 LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
 
 
-def build_model(task, hidden_size: int, *, num_layers: int = 1, peephole: str | None = "diagonal",
-                forget_gate: bool = True, bidirectional: bool = False, seed: int = 0, dtype=np.float32,
-                forget_bias: float = 1.0) -> Model:
-    """An LSTM + Linear head sized for `task` (input_size -> output_size), many-to-one if the task is."""
+def build_model(task, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False, seed: int = 0,
+                dtype=np.float32, forget_bias: float = 1.0, variant: str | None = None, **flags) -> Model:
+    """An LSTM + Linear head sized for `task` (input_size -> output_size), many-to-one if the task is.
+
+    variant and flags: as nplstm.LSTM takes them (Greff's name, then peephole, forget_gate, ... on top).
+    """
     cfg = {"input_size": task.input_size, "hidden_size": hidden_size, "num_layers": num_layers,
-           "bidirectional": bidirectional, "peephole": peephole, "forget_gate": forget_gate,
+           "bidirectional": bidirectional, **variant_flags(variant, **flags),
            "output_size": task.output_size, "many_to_one": task.many_to_one, "dtype": np.dtype(dtype).name}
     return model_from_config(cfg, seed=seed, forget_bias=forget_bias)
 
@@ -114,7 +116,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
     if stateful and model.many_to_one:
         raise ValueError(f"task {task.name} is a stream (stateful): it needs a many-to-many model")
     check_run_dir(cfg, resume_from)
-    check_memory(model, task, cfg)
+    check_memory(task, model_config(model), cfg)
     loss_fn, test = LOSSES[task.loss], task.test_set()
     opt, rng, history = make_optimizer(cfg), np.random.default_rng(cfg.seed), History()
     step, window = 0, new_window()
@@ -142,7 +144,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                 history.steps_done, history.wall_seconds = step, time.perf_counter() - start
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     # the cache still holds this batch's forward: read it before evaluate() runs the test set
-                    inside = gate_stats(model.lstm.internals(), batch.lengths, model.lstm.config.forget_gate)
+                    inside = gate_stats(model.lstm.internals(), batch.lengths, model.lstm.config.variant)
                     evaluating = True
                     _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch), inside)
                     evaluating, window = False, new_window()
@@ -179,31 +181,37 @@ def _stopped(history: History, cfg: TrainConfig, why: str, report: str) -> None:
         write_json(cfg.run_dir / "history.json", dataclasses.asdict(history))
 
 
-def check_memory(model: Model, task, cfg: TrainConfig, available: int | None = None) -> None:
+def check_memory(task, model: dict, cfg: TrainConfig, available: int | None = None) -> None:
     """Refuse, before allocating anything large, a run whose arrays could not fit in memory.
 
-    The estimate is the float arrays of one training update (the input, the forward cache and the
-    backward's δa, per layer and direction), of one evaluation chunk and of the test set, for the
-    task's sequence length (its option T, or p; a task with neither is not checked).
+    model: model_config's dict (sizes and variant). The estimate counts the parameters four times
+    (weights, gradients, the optimizer's two moments) and, for the task's sequence length (its
+    option T or p, or its max_steps), the float arrays of one training update (input, forward cache
+    and the backward's δa, per layer and direction), of one evaluation chunk and of the test set.
     available: bytes (default: this machine's physical memory).
     """
-    T = getattr(task, "T", None) or getattr(task, "p", None)   # the tasks whose length is an option
-    if not isinstance(T, int):
-        return
-    c, item = model.lstm.config, model.dtype.itemsize
-    per_step = (c.input_size + 1 + 9 * c.hidden_size) * c.num_layers * c.num_directions  # x1, z, c, h, tanh c, δa
-    n_test = getattr(task, "test_size", 0) or 0
-    need = T * item * (per_step * (cfg.batch_size + min(cfg.eval_batch, n_test or cfg.eval_batch))
-                       + n_test * (c.input_size + model.head.out_features))
+    I, H, L, O = model["input_size"], model["hidden_size"], model["num_layers"], model["output_size"]
+    D, item = 2 if model["bidirectional"] else 1, np.dtype(model["dtype"]).itemsize
+    peep = {"diagonal": 3 * H, "full": 3 * H * H, None: 0}[model["peephole"]]
+    per_layer = [4 * H * (n_in + H + 1) + peep + 9 * H * H * bool(model.get("gate_recurrence"))
+                 for n_in in [I] + [D * H] * (L - 1)]
+    need = 4 * item * (D * sum(per_layer) + (D * H + 1) * O)
+    T = getattr(task, "T", None) or getattr(task, "p", None) or getattr(task, "max_steps", None)
+    if isinstance(T, int):
+        per_step = (I + 1 + 9 * H) * L * D   # x1, z, c, h, tanh c, δa
+        n_test = getattr(task, "test_size", 0) or 0
+        need += T * item * (per_step * (cfg.batch_size + min(cfg.eval_batch, n_test or cfg.eval_batch))
+                            + n_test * (I + O))
     if available is None:
         try:
             available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError, AttributeError):
             return
     if need > available:
-        raise ValueError(f"this run needs about {need / 2 ** 30:,.1f} GiB for sequences of {T:,} steps "
-                         f"(batch {cfg.batch_size}, evaluation chunks of {cfg.eval_batch}), more than the "
-                         f"{available / 2 ** 30:,.1f} GiB of memory here: use shorter sequences or smaller batches")
+        raise ValueError(f"this run needs about {need / 2 ** 30:,.1f} GiB ({L} layer(s) of {H:,} units"
+                         + (f", sequences of {T:,} steps" if isinstance(T, int) else "")
+                         + f", batch {cfg.batch_size}), more than the {available / 2 ** 30:,.1f} GiB of memory here: "
+                         f"use a smaller model, shorter sequences or smaller batches")
 
 
 def _update(model, batch, loss_fn, state, opt, cfg, window, recent):
