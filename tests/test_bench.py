@@ -44,3 +44,10 @@ def test_nplstm_bench_variants_tiny_runs(tmp_path):
     assert len(rows) == 1 and rows[0]["vanilla_ms"] > 0
     assert {k for k in rows[0] if k.endswith("_over_vanilla")} == {f"{n}_over_vanilla" for n in nplstm.lstm.VARIANTS
                                                                    if n != "vanilla"}
+
+
+def test_nplstm_bench_gru_tiny_runs(tmp_path, torch):
+    subprocess.run([sys.executable, "-m", "nplstm", "bench", "--tiny", "--gru", "--repeat", "2",
+                    "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, check=True)
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == 1 and rows[0]["gru_ms"] > 0 and rows[0]["torch_gru_ms"] > 0

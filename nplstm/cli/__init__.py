@@ -20,6 +20,9 @@ def _bench(args):
     grid = bench.SIZES["tiny" if args.tiny else "default"]
     if args.variants:
         rows = bench.run_variants([s for s in grid if s[3] >= 128] or grid, repeat=args.repeat)
+    elif args.gru:
+        sizes = grid if args.tiny else [(1, 100, 8, 32), (64, 100, 32, 128), (64, 100, 128, 512)]
+        rows = bench.run_gru(sizes, repeat=args.repeat, threads=args.threads)
     else:
         rows = bench.run("tiny" if args.tiny else "default", repeat=args.repeat, threads=args.threads)
     if args.json:
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads, at most the cores here (default: NumPy's BLAS threads)")
     p.add_argument("--variants", action="store_true",
                    help="each of Greff's LSTM variants against the vanilla LSTM instead (sizes with H >= 128)")
+    p.add_argument("--gru", action="store_true", help="nplstm.GRU against torch.nn.GRU instead (needs torch)")
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(run=_bench)
 

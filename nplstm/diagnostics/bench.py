@@ -129,6 +129,45 @@ def run_variants(sizes, repeat: int = 7, print_fn=print) -> list[dict]:
     return rows
 
 
+def run_gru(sizes, repeat: int = 9, threads=None, print_fn=print) -> list[dict]:
+    """One GRU training step (forward + backward to every parameter and x, float32) of nplstm.GRU
+    against torch.nn.GRU, interleaved in this process, medians: the rows of `nplstm bench --gru`."""
+    import torch
+
+    from ..gru import GRU
+    if threads:
+        torch.set_num_threads(threads)
+    print_fn(f"GRU training step, float32, medians of {repeat}; torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads")
+    print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'nplstm ms':>9} {'torch ms':>9} {'ratio':>6}")
+    rows = []
+    for B, T, I, H in sizes:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((B, T, I), dtype=np.float32)
+        dy = rng.standard_normal((B, T, H), dtype=np.float32)
+        gru, module = GRU(I, H, seed=0), torch.nn.GRU(I, H, batch_first=True)
+        tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
+
+        def ours():
+            gru.forward(x)
+            gru.backward(dy)
+
+        def theirs():
+            module.zero_grad(set_to_none=True)
+            tx.grad = None
+            module(tx)[0].backward(tdy)
+        times = {"nplstm": [], "torch": []}
+        ours(), theirs()                     # warm-up
+        for _ in range(repeat):
+            for name, fn in (("nplstm", ours), ("torch", theirs)):
+                times[name].append(_timed(fn))
+        ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+        rows.append({"B": B, "T": T, "I": I, "H": H, "gru_ms": ms["nplstm"], "torch_gru_ms": ms["torch"],
+                     "gru_ratio": ms["nplstm"] / ms["torch"]})
+        print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {ms['nplstm']:>9.2f} {ms['torch']:>9.2f} {rows[-1]['gru_ratio']:>6.2f}")
+    return rows
+
+
 def check_cost(size, repeat: int = 7) -> tuple[float, float]:
     """(seconds of one training step, seconds of the finiteness checks it makes), medians.
 
