@@ -208,15 +208,16 @@ class Linear:
 
 
 class Model:
-    """An LSTM followed by a Linear head, trained with one forward and one backward call.
+    """An LSTM (or a GRU) followed by a Linear head, trained with one forward and one backward call.
 
     many_to_one=False: out (B, T, O), the head applied at every step (many-to-many).
     many_to_one=True: out (B, O), the head applied to the top layer's final hidden state
     (both directions concatenated, each sequence at its own length).
-    `params` and `grads` merge the parts' dicts with the prefixes "lstm." and "head.".
+    `params` and `grads` merge the parts' dicts with the prefixes "lstm." and "head."; the recurrent
+    layer is `model.lstm` (and its keys "lstm.") whether it is an nplstm.LSTM or an nplstm.GRU.
     """
 
-    def __init__(self, lstm: LSTM, head: Linear, *, many_to_one: bool = False):
+    def __init__(self, lstm, head: Linear, *, many_to_one: bool = False):
         width = lstm.config.hidden_size * lstm.config.num_directions
         if head.params["W"].shape[0] != width:
             raise ValueError(f"head: expected in_features = {width} (the LSTM's D·H), got {head.params['W'].shape[0]}")
@@ -249,7 +250,8 @@ class Model:
 
     def forward(self, x: np.ndarray, lengths=None) -> np.ndarray:
         """x: (B, T, I), lengths: (B,) or None -> (B, T, O), or (B, O) if many_to_one."""
-        y, (h_n, _) = self.lstm.forward(x, lengths=lengths)
+        y, state_n = self.lstm.forward(x, lengths=lengths)
+        h_n = state_n[0] if isinstance(state_n, tuple) else state_n   # LSTM: (h_n, c_n); GRU: h_n
         if not self.many_to_one:
             return self.head.forward(y)
         D = self.lstm.config.num_directions
@@ -268,5 +270,11 @@ class Model:
         H, D = self.lstm.config.hidden_size, self.lstm.config.num_directions
         dh_n = np.zeros(s_shape, self.dtype)
         dh_n[-D:] = dfeature.reshape(-1, D, H).transpose(1, 0, 2)
-        dx, _ = self.lstm.backward(np.zeros(y_shape, self.dtype), (dh_n, np.zeros(s_shape, self.dtype)))
+        dstate = dh_n if self.is_gru else (dh_n, np.zeros(s_shape, self.dtype))
+        dx, _ = self.lstm.backward(np.zeros(y_shape, self.dtype), dstate)
         return dx
+
+    @property
+    def is_gru(self) -> bool:
+        """True when the recurrent layer is an nplstm.GRU (state h alone) rather than an LSTM (h, c)."""
+        return not isinstance(self.lstm, LSTM)

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--layers", type=integer(1, 100), help="stacked LSTM layers (at most 100)")
     m.add_argument("--peephole", choices=["diagonal", "full", "none"], help="peephole connections")
     m.add_argument("--no-forget-gate", action="store_true", help="the 1997 LSTM: no forget gate")
+    m.add_argument("--cell", choices=["lstm", "gru"], help="the recurrent layer: an LSTM (default) or "
+                   "PyTorch's GRU (nplstm.GRU)")
     m.add_argument("--variant", choices=list(VARIANTS), help="one of Greff et al.'s (2017) LSTM variants, each changing "
                    "one part of the vanilla LSTM (diagonal peepholes, forget gate): NIG/NFG/NOG no input/forget/"
                    "output gate, NIAF/NOAF identity input/output activation, NP no peepholes, CIFG f = 1 - i, "

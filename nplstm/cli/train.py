@@ -78,6 +78,14 @@ def _model_config(args, base: dict) -> dict:
                 cfg.pop(key, None)
         if args.peephole is None:
             cfg.pop("peephole", None)
+    if args.cell == "gru" or cfg.get("cell") == "gru":
+        lstm_only = [flag for flag, given in (("--variant", args.variant), ("--peephole", args.peephole),
+                                              ("--no-forget-gate", args.no_forget_gate),
+                                              ("--forget-bias", args.forget_bias)) if given]
+        if lstm_only:
+            raise ValueError(f"--cell gru: {', '.join(lstm_only)} belong(s) to the LSTM")
+        cfg = {k: v for k, v in cfg.items() if k in ("hidden_size", "num_layers", "bidirectional")}
+        cfg["cell"] = "gru"                  # the recipe's LSTM flags do not apply
     return cfg
 
 
@@ -85,7 +93,7 @@ def _model_config(args, base: dict) -> dict:
 RESUMED_TRAIN = ("steps", "batch_size", "lr", "optimizer", "momentum", "clip", "lr_schedule", "warmup", "min_lr_frac",
                  "step_size", "step_gamma", "eval_every", "eval_batch", "early_stop", "patience", "seed",
                  "checkpoint_every", "schedule_steps")
-RESUMED_MODEL = ("hidden_size", "num_layers", "bidirectional", "peephole", "forget_gate")
+RESUMED_MODEL = ("hidden_size", "num_layers", "bidirectional", "peephole", "forget_gate", "cell")
 
 
 def _bases(args, recipe, run_dir: Path):

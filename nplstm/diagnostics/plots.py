@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..stack import LSTMConfig
 from ..training.runs import Run
 from .gradflow import gradient_flow
 
@@ -179,17 +180,18 @@ def run_figures(run: Run) -> dict[str, object]:
         figures["curves"] = curves_figure(run.history, run.config)
         figures["grad_norm"] = grad_norm_figure(run.history, run.config)
     x = one_test_sequence(run.task)
-    if run.model is not None:
+    gru = run.config["model"].get("cell") == "gru"   # a GRU has no gates i, f, g, o or cell state to show
+    if run.model is not None and not gru:
         lstm = run.model.lstm
         lstm.forward(x.astype(lstm.dtype))
         for key, series in lstm.internals().items():
             figures[f"gates_{key}"] = gates_figure({k: v[0] for k, v in series.items()},
                                                    f"{name}: gates and cell state of test sequence 0 ({key})")
-    if run.model is not None:
+    if run.model is not None and not gru:
         cfg, trained = run.model.lstm.config, run.model.lstm
-    else:
-        from ..training.checkpoint import model_from_config
-        cfg, trained = model_from_config(run.config["model"]).lstm.config, None
+    else:                                    # a fresh LSTM of the run's sizes beside the plain RNN
+        m = run.config["model"]
+        cfg, trained = LSTMConfig(m["input_size"], m["hidden_size"], m["num_layers"]), None
     figures["gradient_flow"] = gradient_flow_figure(gradient_flow(x, cfg, trained),
                                                     f"{name}: gradient of a loss at the last step, test sequence 0")
     return figures

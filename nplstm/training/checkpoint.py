@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..gru import GRU
 from ..layers import LSTM, Linear, Model
 from ..lstm import VANILLA
 
@@ -206,6 +207,10 @@ def model_config(model: Model) -> dict:
     Greff's variant flags appear only where they differ from the vanilla LSTM's, so a vanilla
     model's description is the same as before the variants existed."""
     c = model.lstm.config
+    if model.is_gru:                         # a GRU has none of the LSTM's flags
+        return {"cell": "gru", "input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+                "bidirectional": c.bidirectional, "output_size": int(model.head.params["W"].shape[1]),
+                "many_to_one": bool(model.many_to_one), "dtype": model.dtype.name}
     return {"input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
             "bidirectional": c.bidirectional, "peephole": c.peephole, "forget_gate": c.forget_gate,
             **{k: getattr(c, k) for k in VARIANT_FIELDS if getattr(c, k) != getattr(VANILLA, k)},
@@ -230,24 +235,35 @@ def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, pat
     where = f"checkpoint {path}: model configuration" if path is not None else "model configuration"
     if not isinstance(cfg, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(cfg).__name__}")
+    if cfg.get("cell", "lstm") not in ("lstm", "gru"):
+        raise ValueError(f"{where}: 'cell' expected 'lstm' or 'gru', got {cfg.get('cell')!r}")
+    gru = cfg.get("cell") == "gru"
     for key, kind in MODEL_FIELDS.items():
+        if gru and key in ("peephole", "forget_gate"):
+            continue
         value = cfg.get(key, KeyError)
         if value is KeyError:
             raise ValueError(f"{where}: missing {key!r}")
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
-    unknown = sorted(set(cfg) - set(MODEL_FIELDS) - set(VARIANT_FIELDS))
+    unknown = sorted(set(cfg) - set(MODEL_FIELDS) - set(VARIANT_FIELDS) - {"cell"})
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
     flags = {k: cfg[k] for k in VARIANT_FIELDS if k in cfg}
     for key, value in flags.items():
         if not isinstance(value, VARIANT_FIELDS[key]):
             raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
+    if gru and (flags or {"peephole", "forget_gate"} & set(cfg)):
+        raise ValueError(f"{where}: a GRU has no LSTM variant flags, got {sorted(set(flags) | ({'peephole', 'forget_gate'} & set(cfg)))}")
     try:
         dtype = np.dtype(cfg["dtype"])
-        lstm = LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
-                    bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
-                    **flags, dtype=dtype, seed=seed, forget_bias=forget_bias)
+        if gru:
+            lstm = GRU(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
+                       bidirectional=cfg["bidirectional"], dtype=dtype, seed=seed)
+        else:
+            lstm = LSTM(cfg["input_size"], cfg["hidden_size"], num_layers=cfg["num_layers"],
+                        bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
+                        **flags, dtype=dtype, seed=seed, forget_bias=forget_bias)
         head = Linear(cfg["hidden_size"] * lstm.config.num_directions, cfg["output_size"], dtype=dtype, seed=seed + 1)
     except (TypeError, ValueError, MemoryError) as err:    # MemoryError: sizes too large to allocate
         raise ValueError(f"{where}: {err}") from None

@@ -80,7 +80,7 @@ def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
     test = history.records[-1]["test"]
     probe = task.test_set()                  # how large the cell state grew on (part of) the test data
     model.lstm.forward(probe.x[:256], lengths=None if probe.lengths is None else probe.lengths[:256])
-    max_c = max(float(np.abs(v["c"]).max()) for v in model.lstm.internals().values())
+    max_c = float("nan") if model.is_gru else max(float(np.abs(v["c"]).max()) for v in model.lstm.internals().values())
     return {"label": exp.label, "seed": seed, "solved": history.solved and bool(np.isfinite(test["loss"])),
             "sequences": history.sequences_to_solve, "error": test.get(exp.error, float("nan")), "seconds": seconds,
             "steps": history.steps_done, "max_c": max_c}

@@ -31,13 +31,22 @@ LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
 
 
 def build_model(task, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False, seed: int = 0,
-                dtype=np.float32, forget_bias: float = 1.0, variant: str | None = None, **flags) -> Model:
-    """An LSTM + Linear head sized for `task` (input_size -> output_size), many-to-one if the task is.
+                dtype=np.float32, forget_bias: float = 1.0, cell: str = "lstm", variant: str | None = None,
+                **flags) -> Model:
+    """An LSTM (cell="lstm") or GRU (cell="gru") + Linear head sized for `task` (input_size -> output_size),
+    many-to-one if the task is.
 
-    variant and flags: as nplstm.LSTM takes them (Greff's name, then peephole, forget_gate, ... on top).
+    variant and flags: as nplstm.LSTM takes them (Greff's name, then peephole, forget_gate, ... on top);
+    a GRU takes none of them (ValueError), and forget_bias does not apply to it.
     """
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"cell: expected 'lstm' or 'gru', got {cell!r}")
+    if cell == "gru" and (variant is not None or flags):
+        raise ValueError(f"cell 'gru': the LSTM's variant options do not apply, got "
+                         f"{sorted(flags) + (['variant'] if variant else [])}")
+    shape = {"cell": "gru"} if cell == "gru" else variant_flags(variant, **flags)
     cfg = {"input_size": task.input_size, "hidden_size": hidden_size, "num_layers": num_layers,
-           "bidirectional": bidirectional, **variant_flags(variant, **flags),
+           "bidirectional": bidirectional, **shape,
            "output_size": task.output_size, "many_to_one": task.many_to_one, "dtype": np.dtype(dtype).name}
     return model_from_config(cfg, seed=seed, forget_bias=forget_bias)
 
@@ -115,6 +124,9 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
     stateful = getattr(task, "stateful", False)
     if stateful and model.many_to_one:
         raise ValueError(f"task {task.name} is a stream (stateful): it needs a many-to-many model")
+    if stateful and model.is_gru:
+        raise ValueError(f"task {task.name} is a stream (stateful): carrying a GRU's state across batches is not "
+                         f"supported yet; use the LSTM (cell 'lstm')")
     check_run_dir(cfg, resume_from)
     check_memory(task, model_config(model), cfg)
     loss_fn, test = LOSSES[task.loss], task.test_set()
@@ -144,7 +156,8 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                 history.steps_done, history.wall_seconds = step, time.perf_counter() - start
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     # the cache still holds this batch's forward: read it before evaluate() runs the test set
-                    inside = gate_stats(model.lstm.internals(), batch.lengths, model.lstm.config.variant)
+                    inside = {} if model.is_gru else gate_stats(model.lstm.internals(), batch.lengths,
+                                                                  model.lstm.config.variant)
                     evaluating = True
                     _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch), inside)
                     evaluating, window = False, new_window()
@@ -192,8 +205,9 @@ def check_memory(task, model: dict, cfg: TrainConfig, available: int | None = No
     """
     I, H, L, O = model["input_size"], model["hidden_size"], model["num_layers"], model["output_size"]
     D, item = 2 if model["bidirectional"] else 1, np.dtype(model["dtype"]).itemsize
-    peep = {"diagonal": 3 * H, "full": 3 * H * H, None: 0}[model["peephole"]]
-    per_layer = [4 * H * (n_in + H + 1) + peep + 9 * H * H * bool(model.get("gate_recurrence"))
+    peep = {"diagonal": 3 * H, "full": 3 * H * H, None: 0}[model.get("peephole")]
+    gates = 3 if model.get("cell") == "gru" else 4
+    per_layer = [gates * H * (n_in + H + 1) + peep + 9 * H * H * bool(model.get("gate_recurrence"))
                  for n_in in [I] + [D * H] * (L - 1)]
     need = 4 * item * (D * sum(per_layer) + (D * H + 1) * O)
     T = getattr(task, "T", None) or getattr(task, "p", None) or getattr(task, "max_steps", None)
