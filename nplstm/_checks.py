@@ -62,6 +62,17 @@ def check_array(name: str, a, shape: tuple, dtype=None, finite: bool = False, wh
     return a
 
 
+def check_params(params: dict, shapes: dict, dtype, *, finite: bool = True, when: str = "", layer: str = "layer"):
+    """A shell's parameters: exactly the keys of `shapes`, each of its shape and dtype (and finite)."""
+    for name, shape in shapes.items():
+        if name not in params:
+            raise ValueError(f"params: {when}missing {name!r} of shape {shape}")
+        check_array(f"params[{name!r}]", params[name], shape, dtype, finite=finite, when=when)
+    extra = sorted(set(params) - set(shapes))
+    if extra:
+        raise ValueError(f"params: {when}unexpected key {extra[0]!r}; this {layer} has {', '.join(shapes)}")
+
+
 def check_lengths(lengths, B: int, T: int) -> np.ndarray | None:
     """lengths: None or B integers in [1, T] -> int64 array (B,)."""
     if lengths is None:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_array, check_dtype, check_int, check_lengths
+from ._checks import check_array, check_dtype, check_int, check_lengths, check_params
 from .lstm import CHUNK, _fresh
 from .ops import sigmoid
 from .stack import LSTMConfig, StackCache, _flip, _ws, batch_sizes_of
@@ -348,14 +348,7 @@ class GRU:
         return dx, dh0
 
     def _check_params(self, when: str = ""):
-        shapes = self.config.param_shapes()
-        for name, shape in shapes.items():
-            if name not in self.params:
-                raise ValueError(f"params: {when}missing {name!r} of shape {shape}")
-            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype, finite=True, when=when)
-        extra = sorted(set(self.params) - set(shapes))
-        if extra:
-            raise ValueError(f"params: {when}unexpected key {extra[0]!r}; this GRU has {', '.join(shapes)}")
+        check_params(self.params, self.config.param_shapes(), self.dtype, when=when, layer="GRU")
 
     def __repr__(self):
         c = self.config

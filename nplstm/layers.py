@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import anomaly
-from ._checks import check_array, check_dtype, check_int, check_lengths
+from ._checks import check_array, check_dtype, check_int, check_lengths, check_params
 from .lstm import ACTIVATIONS, VANILLA, VARIANTS
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
@@ -127,14 +127,7 @@ class LSTM:
         return stack_internals(self._cache, self.config)
 
     def _check_params(self, finite: bool, when: str = ""):
-        shapes = self.config.param_shapes()
-        for name, shape in shapes.items():
-            if name not in self.params:
-                raise ValueError(f"params: {when}missing {name!r} of shape {shape}")
-            check_array(f"params[{name!r}]", self.params[name], shape, self.dtype, finite=finite, when=when)
-        extra = sorted(set(self.params) - set(shapes))
-        if extra:
-            raise ValueError(f"params: {when}unexpected key {extra[0]!r}; this LSTM has {', '.join(shapes)}")
+        check_params(self.params, self.config.param_shapes(), self.dtype, finite=finite, when=when, layer="LSTM")
 
     def __repr__(self):
         c = self.config

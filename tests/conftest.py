@@ -55,3 +55,20 @@ def random_inputs(rng, lstm, B, T, ragged):
     state = (rng.standard_normal((LD, B, c.hidden_size)), rng.standard_normal((LD, B, c.hidden_size)))
     lengths = rng.integers(1, T + 1, B) if ragged else None
     return x, state, lengths
+
+
+def numeric_grad(loss, arrays, eps=1e-6):
+    """Central differences (L(a + ε) - L(a - ε)) / 2ε of loss() for every element of every array."""
+    grads = {}
+    for name, a in arrays.items():
+        grad = np.zeros_like(a)
+        for k in np.ndindex(a.shape):
+            saved = a[k]
+            a[k] = saved + eps
+            up = loss()
+            a[k] = saved - eps
+            down = loss()
+            a[k] = saved
+            grad[k] = (up - down) / (2 * eps)
+        grads[name] = grad
+    return grads

@@ -8,6 +8,7 @@ import pytest
 
 from nplstm import lstm as engine
 from nplstm import reference as ref
+from tests.conftest import numeric_grad
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = [(peephole, forget_gate) for peephole in ("diagonal", "full", None) for forget_gate in (True, False)]
@@ -60,23 +61,6 @@ def test_engine_matches_reference(peephole, forget_gate):
     for name, (ours, theirs) in pairs.items():
         assert ours.shape == theirs.shape, name
         assert_close(ours, theirs, tol=1e-12)
-
-
-def numeric_grad(loss, arrays, eps=1e-6):
-    """Central differences (L(a + ε) - L(a - ε)) / 2ε of loss() for every element of every array."""
-    grads = {}
-    for name, a in arrays.items():
-        grad = np.zeros_like(a)
-        for k in np.ndindex(a.shape):
-            saved = a[k]
-            a[k] = saved + eps
-            up = loss()
-            a[k] = saved - eps
-            down = loss()
-            a[k] = saved
-            grad[k] = (up - down) / (2 * eps)
-        grads[name] = grad
-    return grads
 
 
 def assert_matches_numeric(analytic, numeric, tol=1e-7):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nplstm import reference as ref
+from tests.conftest import numeric_grad
 
 BLOCK = {"i": 0, "f": 1, "g": 2, "o": 3}     # gate blocks along 4H
 GATE = {"i": 0, "f": 1, "o": 2}              # gate blocks along 3H (R_gates, gates_prev)
@@ -28,23 +29,6 @@ def random_params(rng, I, H, peephole="diagonal", gate_recurrence=False):
     if gate_recurrence:
         params["R_gates"] = rng.normal(0, 0.5, (3 * H, 3 * H))
     return params
-
-
-def numeric_grad(loss, arrays, eps=1e-6):
-    """Central differences (L(a + ε) - L(a - ε)) / 2ε of loss() for every element of every array."""
-    grads = {}
-    for name, a in arrays.items():
-        grad = np.zeros_like(a)
-        for k in np.ndindex(a.shape):
-            saved = a[k]
-            a[k] = saved + eps
-            up = loss()
-            a[k] = saved - eps
-            down = loss()
-            a[k] = saved
-            grad[k] = (up - down) / (2 * eps)
-        grads[name] = grad
-    return grads
 
 
 def worst_error(analytic, numeric):

@@ -104,12 +104,7 @@ def variant_times(size, repeat: int = 7) -> dict[str, float]:
             lstm.forward(x)
             lstm.backward(dy)
         fns[name] = train
-        train()                              # warm-up: the workspace's arrays, BLAS threads
-    times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            times[name].append(_timed(fn))
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return interleaved(fns, repeat)
 
 
 def run_variants(sizes, repeat: int = 7, print_fn=print) -> list[dict]:
@@ -156,12 +151,7 @@ def run_gru(sizes, repeat: int = 9, threads=None, print_fn=print) -> list[dict]:
             module.zero_grad(set_to_none=True)
             tx.grad = None
             module(tx)[0].backward(tdy)
-        times = {"nplstm": [], "torch": []}
-        ours(), theirs()                     # warm-up
-        for _ in range(repeat):
-            for name, fn in (("nplstm", ours), ("torch", theirs)):
-                times[name].append(_timed(fn))
-        ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+        ms = {k: v * 1e3 for k, v in interleaved({"nplstm": ours, "torch": theirs}, repeat).items()}
         rows.append({"B": B, "T": T, "I": I, "H": H, "gru_ms": ms["nplstm"], "torch_gru_ms": ms["torch"],
                      "gru_ratio": ms["nplstm"] / ms["torch"]})
         print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {ms['nplstm']:>9.2f} {ms['torch']:>9.2f} {rows[-1]['gru_ratio']:>6.2f}")
@@ -202,11 +192,22 @@ def check_cost(size, repeat: int = 7) -> tuple[float, float]:
     def checks():
         for a in (x, out, y, dout, dy, *params, *params, *params, *grads, *state):
             all_finite(a)
-    times = {"step": [], "checks": []}
+    times = interleaved({"step": step, "checks": checks}, repeat, warm_up=False)   # step ran once above
+    return times["step"], times["checks"]
+
+
+def interleaved(fns: dict, repeat: int, warm_up: bool = True) -> dict:
+    """Median seconds of each function, {key: fn} -> {key: s}: after one warm-up call each (allocations,
+    BLAS thread start, caches), `repeat` rounds that call every function in turn, so that drifts in the
+    machine's speed hit them all alike."""
+    if warm_up:
+        for fn in fns.values():
+            fn()
+    times = {key: [] for key in fns}
     for _ in range(repeat):
-        for name, fn in (("step", step), ("checks", checks)):
-            times[name].append(_timed(fn))
-    return float(np.median(times["step"])), float(np.median(times["checks"]))
+        for key, fn in fns.items():
+            times[key].append(_timed(fn))
+    return {key: float(np.median(t)) for key, t in times.items()}
 
 
 def _timed(fn) -> float:
@@ -249,13 +250,7 @@ def measure(size, *, peepholes=(None, "diagonal", "full"), repeat=7, torch=None)
     if torch is not None:
         fns[("torch", None, "train")], fns[("torch", None, "infer")] = _torch_steps(torch, B, T, I, H, x, dy)
     reps = max(min(repeat, 5), min(repeat, int(repeat * 2e5 / (B * T * H))))  # fewer for the largest sizes
-    times = {k: [] for k in fns}
-    for fn in fns.values():                  # warm-up: allocations, BLAS thread start, caches
-        fn()
-    for _ in range(reps):                    # interleaved, so drifts in machine speed hit both alike
-        for key, fn in fns.items():
-            times[key].append(_timed(fn))
-    result = {k: float(np.median(v)) for k, v in times.items()}
+    result = interleaved(fns, reps)
     result["gemm_floor"] = gemm_floor(B, T, I, H, repeat=reps)
     result["gemm_floor_infer"] = gemm_floor(B, T, I, H, repeat=reps, forward_only=True)
     lstm = LSTM(I, H, peephole="diagonal", seed=0)
