@@ -200,34 +200,109 @@ class Linear:
         return f"Linear({self.in_features}, {self.out_features}, dtype={self.dtype.name})"
 
 
+def embedding_forward(tokens, W):
+    """Row lookup. tokens: int (...) in [0, V); W: (V, E) -> (..., E), cache."""
+    return W[tokens], (tokens, W.shape)
+
+
+def embedding_backward(dy, cache):
+    """dy: (..., E) -> {"W": (V, E)}: each row sums the gradients of the steps that looked it up."""
+    tokens, shape = cache
+    dW = np.zeros(shape, dy.dtype)
+    np.add.at(dW, tokens.reshape(-1), dy.reshape(-1, shape[1]))   # a token used twice collects both
+    return {"W": dW}
+
+
+class Embedding:
+    """y = W[tokens]: a learned vector per token id, the input layer for integer sequences (text).
+    params: "W" (V, E), drawn N(0, 1) as PyTorch's nn.Embedding draws it."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, dtype=np.float32, seed: int | None = None):
+        self.num_embeddings = check_int("num_embeddings", num_embeddings)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.params = {"W": rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(dtype)}
+        self.grads: dict[str, np.ndarray] = {}
+        self._cache = None
+
+    def forward(self, tokens: np.ndarray) -> np.ndarray:
+        """tokens: int (B, T) ids in [0, V) -> (B, T, E)."""
+        if not isinstance(tokens, np.ndarray) or tokens.dtype.kind not in "iu":
+            got = tokens.dtype.name if isinstance(tokens, np.ndarray) else type(tokens).__name__
+            raise ValueError(f"tokens: expected an integer array of token ids (B, T), got {got}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.num_embeddings):
+            bad = tokens[(tokens < 0) | (tokens >= self.num_embeddings)].flat[0]
+            raise ValueError(f"tokens: expected ids in [0, {self.num_embeddings}), got {int(bad)}")
+        W = self.params["W"]
+        check_array("params['W']", W, (self.num_embeddings, self.embedding_dim), self.dtype, finite=True)
+        y, self._cache = embedding_forward(tokens, W)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray) -> None:
+        """dy: (B, T, E); replaces `grads` (there is no gradient with respect to integer ids)."""
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        check_array("dy", dy, self._cache[0].shape + (self.embedding_dim,), self.dtype, finite=True)
+        self.grads = embedding_backward(dy, self._cache)
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.dtype.name})"
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple, p: float, dtype) -> np.ndarray:
+    """Inverted dropout: each entry 0 with probability p, else 1/(1-p), so the expected value is unchanged
+    and nothing needs rescaling when dropout is off (predict, evaluate)."""
+    return (rng.random(shape) >= p).astype(dtype) / dtype.type(1 - p)
+
+
 class Model:
-    """An LSTM (or a GRU) followed by a Linear head, trained with one forward and one backward call.
+    """[Embedding ->] an LSTM (or a GRU) -> [dropout ->] a Linear head, trained with one forward and one
+    backward call.
 
     many_to_one=False: out (B, T, O), the head applied at every step (many-to-many).
     many_to_one=True: out (B, O), the head applied to the top layer's final hidden state
     (both directions concatenated, each sequence at its own length).
-    `params` and `grads` merge the parts' dicts with the prefixes "lstm." and "head."; the recurrent
-    layer is `model.lstm` (and its keys "lstm.") whether it is an nplstm.LSTM or an nplstm.GRU.
+    embedding: an Embedding, when the inputs are integer token ids (B, T) instead of vectors (B, T, I).
+    dropout: p of inverted dropout on the head's input, active only in a forward given an rng (training).
+    `params` and `grads` merge the parts' dicts with the prefixes "embedding.", "lstm." and "head."; the
+    recurrent layer is `model.lstm` (and its keys "lstm.") whether it is an nplstm.LSTM or an nplstm.GRU.
+    `scaler`: the standardisation fitted on the training data (nplstm.data.Scaler) or None; forward never
+    applies it, predict and evaluate do.
     """
 
-    def __init__(self, lstm, head: Linear, *, many_to_one: bool = False):
+    def __init__(self, lstm, head: Linear, *, many_to_one: bool = False, embedding: Embedding | None = None,
+                 dropout: float = 0.0):
         width = lstm.config.hidden_size * lstm.config.num_directions
         if head.params["W"].shape[0] != width:
             raise ValueError(f"head: expected in_features = {width} (the LSTM's D·H), got {head.params['W'].shape[0]}")
+        if embedding is not None and embedding.embedding_dim != lstm.config.input_size:
+            raise ValueError(f"embedding: expected embedding_dim = {lstm.config.input_size} (the LSTM's input "
+                             f"size), got {embedding.embedding_dim}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         self.lstm, self.head, self.many_to_one = lstm, head, many_to_one
+        self.embedding, self.dropout, self.scaler = embedding, float(dropout), None
         self.dtype = lstm.dtype
+        self._mask = None
+
+    @property
+    def parts(self) -> dict:
+        """name -> layer, in the order the input meets them."""
+        return {**({"embedding": self.embedding} if self.embedding is not None else {}),
+                "lstm": self.lstm, "head": self.head}
 
     @property
     def params(self) -> dict[str, np.ndarray]:
         """The parts' arrays themselves (not copies): updating them in place updates the model."""
-        return {**{"lstm." + k: v for k, v in self.lstm.params.items()},
-                **{"head." + k: v for k, v in self.head.params.items()}}
+        return {f"{name}.{k}": v for name, part in self.parts.items() for k, v in part.params.items()}
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
         """The last backward's gradients, keyed like `params`, each of its parameter's shape."""
-        return {**{"lstm." + k: v for k, v in self.lstm.grads.items()},
-                **{"head." + k: v for k, v in self.head.grads.items()}}
+        return {f"{name}.{k}": v for name, part in self.parts.items() for k, v in part.grads.items()}
 
     def load_params(self, params: dict[str, np.ndarray]) -> None:
         """Replace the parts' arrays from a dict keyed like `params`: every key known, every array of its
@@ -241,33 +316,67 @@ class Model:
             part, _, name = key.partition(".")
             getattr(self, part).params[name] = value
 
-    def forward(self, x: np.ndarray, lengths=None) -> np.ndarray:
-        """x: (B, T, I), lengths: (B,) or None -> (B, T, O), or (B, O) if many_to_one."""
+    def forward(self, x: np.ndarray, lengths=None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """x: (B, T, I), or int token ids (B, T) with an embedding; lengths: (B,) or None; rng: draws the
+        dropout mask (training); None: no dropout. -> (B, T, O), or (B, O) if many_to_one."""
+        if self.embedding is not None:
+            x = self.embedding.forward(x)
         y, state_n = self.lstm.forward(x, lengths=lengths)
         h_n = state_n[0] if isinstance(state_n, tuple) else state_n   # LSTM: (h_n, c_n); GRU: h_n
-        if not self.many_to_one:
-            return self.head.forward(y)
-        D = self.lstm.config.num_directions
-        feature = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D·H): top layer, both directions
-        return self.head.forward(feature)
+        if self.many_to_one:
+            D = self.lstm.config.num_directions
+            y = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D·H): top layer, both directions
+        self._mask = None
+        if rng is not None and self.dropout > 0:
+            self._mask = dropout_mask(rng, y.shape, self.dropout, self.dtype)
+            y = y * self._mask
+        return self.head.forward(y)
 
     __call__ = forward
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """dout: like the output of forward -> dx (B, T, I); fills the parts' grads."""
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        """dout: like the output of forward -> dx (B, T, I) (None with an embedding); fills the parts' grads."""
         dfeature = self.head.backward(dout)
+        if self._mask is not None:
+            dfeature = dfeature * self._mask                # backprop through the dropout mask
         if not self.many_to_one:
             dx, _ = self.lstm.backward(dfeature)
+        else:
+            y_shape, s_shape = self.lstm._shapes
+            H, D = self.lstm.config.hidden_size, self.lstm.config.num_directions
+            dh_n = np.zeros(s_shape, self.dtype)
+            dh_n[-D:] = dfeature.reshape(-1, D, H).transpose(1, 0, 2)
+            dstate = dh_n if self.is_gru else (dh_n, np.zeros(s_shape, self.dtype))
+            dx, _ = self.lstm.backward(np.zeros(y_shape, self.dtype), dstate)
+        if self.embedding is None:
             return dx
-        y_shape, s_shape = self.lstm._shapes
-        H, D = self.lstm.config.hidden_size, self.lstm.config.num_directions
-        dh_n = np.zeros(s_shape, self.dtype)
-        dh_n[-D:] = dfeature.reshape(-1, D, H).transpose(1, 0, 2)
-        dstate = dh_n if self.is_gru else (dh_n, np.zeros(s_shape, self.dtype))
-        dx, _ = self.lstm.backward(np.zeros(y_shape, self.dtype), dstate)
-        return dx
+        self.embedding.backward(dx)
+        return None
 
     @property
     def is_gru(self) -> bool:
         """True when the recurrent layer is an nplstm.GRU (state h alone) rather than an LSTM (h, c)."""
         return not isinstance(self.lstm, LSTM)
+
+    # Keras-shaped use on your own data: predict and evaluate live in nplstm/predict.py (NumPy only),
+    # fit hands over to the trainer (nplstm/training/fit.py), as keras.Model.fit hands over to its trainer.
+    def fit(self, x, y, **options):
+        """Train on arrays or lists of sequences; nplstm.training.fit.fit documents every option. -> History."""
+        from .training.fit import fit
+        return fit(self, x, y, **options)
+
+    def predict(self, x, lengths=None, *, batch_size: int = 256) -> np.ndarray:
+        """Outputs in the data's own units (the scaler applied and, for regression, undone);
+        class ids' scores for classification. See nplstm.predict.predict."""
+        from .predict import predict
+        return predict(self, x, lengths, batch_size=batch_size)
+
+    def evaluate(self, x, y, lengths=None, *, mask=None, batch_size: int = 256) -> dict[str, float]:
+        """Metrics on (x, y): loss and accuracy for integer targets, loss, MSE, MAE and R² for float ones."""
+        from .predict import evaluate
+        return evaluate(self, x, y, lengths, mask=mask, batch_size=batch_size)
+
+    def forecast(self, history, steps: int) -> np.ndarray:
+        """Recursive multi-step forecast of a series model: each prediction is fed back as the newest input."""
+        from .predict import forecast
+        return forecast(self, history, steps)

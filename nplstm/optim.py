@@ -42,6 +42,13 @@ def adam_rule(p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
+def adamw_rule(p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    """AdamW (Loshchilov & Hutter 2019): Adam's step on g alone, and the decay applied to p directly,
+    p <- p - lr (m_hat / (sqrt(v_hat) + eps) + weight_decay p), not folded into g. Returns (p, m, v)."""
+    new_p, m, v = adam_rule(p, g, m, v, t, lr=lr, betas=betas, eps=eps)
+    return new_p - lr * weight_decay * p, m, v
+
+
 def rmsprop_rule(p, g, v, *, lr, alpha=0.99, eps=1e-8):
     """v <- α v + (1 - α) g²;  p <- p - lr g / (sqrt(v) + eps). Returns (p, v).
 
@@ -215,6 +222,19 @@ class Adam(Optimizer):
 
     def _apply(self, p, g, state, t):
         return adam_rule(p, g, *state, t, lr=self.lr, **self.hyper)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (adamw_rule), as torch.optim.AdamW (default weight_decay 0.01).
+
+    step(params, grads): dicts of arrays, each grad of its param's shape; params updated in place.
+    """
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _apply(self, p, g, state, t):
+        return adamw_rule(p, g, *state, t, lr=self.lr, **self.hyper)
 
 
 class RMSprop(Optimizer):

@@ -126,13 +126,17 @@ def _cases() -> list[Case]:
         ("--peephole", Choice(("diagonal", "full", "none"))), ("--override", Choice(("lr", "clip")))]
     cases = [Case("train", (flag,), spec, ("adding", *SHORT_TRAIN), (flag, flag[2:])) for flag, spec in train]
     choices = {"form": ("1997", "modern"), "experiment": ("6a", "6b")}
+    series = ("--path", str(Path(__file__).parent / "data" / "sunspots.csv"))
     for task, cls in TASKS.items():
         for f in task_fields(cls):
-            if f.name == "path":
-                continue               # a file name, not a number or a choice: see test_bad_task_options
+            if f.name == "path" or (task in ("series", "sequences") and f.name in ("column", "target", "fill")):
+                continue               # file and column names: see test_bad_task_options, tests/test_your_data_cli.py
+            if task == "sequences":
+                continue               # its one option is the path
             flags = (f"--{f.name}", f"--{f.name.replace('_', '-')}") if "_" in f.name else (f"--{f.name}",)
-            spec = Choice(choices[f.name]) if f.name in choices else Int(1, MAX_SIZE)
-            cases.append(Case("train", flags, spec, (task, *SHORT_TRAIN), (*flags, f.name)))
+            spec = Choice(choices[f.name]) if f.name in choices else Int(0 if f.name == "season" else 1, MAX_SIZE)
+            before = (task, *(series if task == "series" else ()), *SHORT_TRAIN)
+            cases.append(Case("train", flags, spec, before, (*flags, f.name, "window" if f.name == "window" else f.name)))
     cases += [
         Case("train", (), Choice(tuple(TASKS)), (), ("TASK",)),
         Case("tasks", (), NothingValid()),

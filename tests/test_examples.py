@@ -22,7 +22,7 @@ ARGS = {                                          # per-script arguments (defaul
     "why_nan_demos.py": ["np_dot"],               # the quickest demo; tests/test_why_nan.py checks every demo
 }
 NEEDS_TORCH = {"to_pytorch.py"}
-SLOW = {"char_model.py", "first_lstm.py", "sine_wave.py", "to_pytorch.py"}   # seconds each: marked slow
+SLOW = {"char_model.py", "first_lstm.py", "sine_wave.py", "to_pytorch.py", "your_data.py"}   # seconds each: marked slow
 
 
 def num(pattern: str, text: str) -> float:
@@ -35,6 +35,12 @@ def check_first_lstm(out):
     first = num(r"step +1  train MSE ([\d.]+)", out)
     test = num(r"test MSE ([\d.]+) on 256 fresh sequences", out)
     assert test < 0.01 and test < first / 10, out        # predicting 0 gives 1/3
+
+
+def check_your_data(out):
+    assert num(r"sunspots: test MSE (\d+)", out) < num(r"against persistence (\d+)", out), out
+    assert num(r"test accuracy ([\d.]+)", out) > num(r"majority class ([\d.]+)", out) + 0.2, out
+    assert num(r"cross-entropy ([\d.]+)", out) < num(r"unigram entropy ([\d.]+)", out), out
 
 
 def check_sine_wave(out):
@@ -79,7 +85,7 @@ def check_why_nan_demos(out):                              # the command prints 
 
 CHECKS = {"first_lstm.py": check_first_lstm, "sine_wave.py": check_sine_wave, "char_model.py": check_char_model,
           "to_pytorch.py": check_to_pytorch, "adding.py": check_adding, "seed_lstm.py": check_seed_lstm,
-          "why_nan_demos.py": check_why_nan_demos}
+          "why_nan_demos.py": check_why_nan_demos, "your_data.py": check_your_data}
 
 
 def run(script: Path, *args: str) -> subprocess.CompletedProcess:

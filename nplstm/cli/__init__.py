@@ -11,7 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from .export import add_export_parser
 from .options import MAX_SEEDS, _Parser, integer, number, one_line
+from .predict import add_predict_parser
 from .train import _add_task_options, _train, task_fields
 
 
@@ -106,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "FGR gate recurrence; --peephole and --no-forget-gate change it further")
     m.add_argument("--forget-bias", type=number(), help="initial forget-gate bias")
     m.add_argument("--bidirectional", action="store_true", help="a reverse direction too (per-step tasks)")
+    m.add_argument("--dropout", type=number(least=0, below=1), help="dropout before the head (training only)")
+    m.add_argument("--embedding-dim", type=integer(1), help="embedding size for token-id inputs (sequences)")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=integer(1), help="maximum updates")
     t.add_argument("--batch", type=integer(1, 10 ** 6), help="sequences per update")
     t.add_argument("--lr", type=number(above=0), help="learning rate")
-    t.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
+    t.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop"])
+    t.add_argument("--weight-decay", type=number(least=0), help="adamw: decoupled weight decay; sgd: L2")
     t.add_argument("--momentum", type=number(least=0, below=1), help="SGD momentum")
     t.add_argument("--clip", type=number(least=0), help="max gradient norm (0: no clipping)")
     t.add_argument("--schedule", choices=["constant", "cosine", "step"], help="learning-rate schedule")
@@ -163,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="where the pictures go (default RUN_DIR/plots)")
     p.add_argument("--format", choices=["png", "svg", "both"], default="png", help="picture format (default png)")
     p.set_defaults(run=_plot)
+    add_predict_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

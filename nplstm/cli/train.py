@@ -27,9 +27,11 @@ def _add_task_options(parser) -> None:
     group = parser.add_argument_group("task options (each task has its own; see the epilog)")
     for field_name, (f, owners) in seen.items():
         flags = [f"--{field_name}"] + ([f"--{field_name.replace('_', '-')}"] if "_" in field_name else [])
-        kind = typing.get_type_hints(TASKS[owners[0]])[field_name]   # int, str or str | None
+        kind = typing.get_type_hints(TASKS[owners[0]])[field_name]   # int, str, str | None or tuple[str, ...]
+        many = typing.get_origin(kind) is tuple
         group.add_argument(*flags, dest="task_" + field_name, default=None, metavar="INT" if kind is int else "TEXT",
-                           type=integer() if kind is int else str, help=f"({', '.join(owners)})")
+                           type=integer() if kind is int else str, nargs="+" if many else None,
+                           help=f"({', '.join(owners)})")
 
 
 def _task_options(args) -> dict:
@@ -49,7 +51,7 @@ def _train_config(args, base: dict) -> dict:
     cfg = dict(base)
     given = {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "optimizer": args.optimizer,
              "momentum": args.momentum, "lr_schedule": args.schedule, "eval_every": args.eval_every,
-             "seed": args.seed, "checkpoint_every": args.checkpoint_every}
+             "seed": args.seed, "checkpoint_every": args.checkpoint_every, "weight_decay": args.weight_decay}
     cfg.update({k: v for k, v in given.items() if v is not None})
     if args.clip is not None:
         cfg["clip"] = None if args.clip <= 0 else args.clip
@@ -63,7 +65,8 @@ VARIANT_FIELDS = ("input_gate", "output_gate", "input_activation", "output_activ
 
 def _model_config(args, base: dict) -> dict:
     cfg = dict(base)
-    given = {"hidden_size": args.hidden, "num_layers": args.layers, "forget_bias": args.forget_bias}
+    given = {"hidden_size": args.hidden, "num_layers": args.layers, "forget_bias": args.forget_bias,
+             "dropout": args.dropout, "embedding_dim": args.embedding_dim}
     cfg.update({k: v for k, v in given.items() if v is not None})
     if args.peephole is not None:
         cfg["peephole"] = None if args.peephole == "none" else args.peephole
@@ -84,7 +87,8 @@ def _model_config(args, base: dict) -> dict:
                                               ("--forget-bias", args.forget_bias)) if given]
         if lstm_only:
             raise ValueError(f"--cell gru: {', '.join(lstm_only)} belong(s) to the LSTM")
-        cfg = {k: v for k, v in cfg.items() if k in ("hidden_size", "num_layers", "bidirectional")}
+        cfg = {k: v for k, v in cfg.items() if k in ("hidden_size", "num_layers", "bidirectional", "dropout",
+                                                     "embedding_dim")}
         cfg["cell"] = "gru"                  # the recipe's LSTM flags do not apply
     return cfg
 
@@ -92,8 +96,8 @@ def _model_config(args, base: dict) -> dict:
 # what a run's config.json gives a resumed command as its base; the rest is the command's own
 RESUMED_TRAIN = ("steps", "batch_size", "lr", "optimizer", "momentum", "clip", "lr_schedule", "warmup", "min_lr_frac",
                  "step_size", "step_gamma", "eval_every", "eval_batch", "early_stop", "patience", "seed",
-                 "checkpoint_every", "schedule_steps")
-RESUMED_MODEL = ("hidden_size", "num_layers", "bidirectional", "peephole", "forget_gate", "cell")
+                 "checkpoint_every", "schedule_steps", "weight_decay", "restore_best")
+RESUMED_MODEL = ("hidden_size", "num_layers", "bidirectional", "peephole", "forget_gate", "cell", "dropout")
 
 
 def _bases(args, recipe, run_dir: Path):
@@ -171,7 +175,7 @@ def _train(args):
         if claimed and not any(run_dir.iterdir()):
             run_dir.rmdir()                  # a run that wrote nothing leaves no empty directory behind
         raise
-    print(verdict(task, history, cfg))
+    print(verdict(task, history, cfg, model))
     if args.plot:
         _write_plots(run_dir)
 
@@ -185,10 +189,18 @@ def _write_plots(run_dir) -> Path:
     return paths[-1]
 
 
-def verdict(task, history, cfg) -> str:
-    """The run's outcome in the paper's terms (runs.verdict), its test metrics and the paper's numbers."""
+def verdict(task, history, cfg, model=None) -> str:
+    """The run's outcome in the paper's terms (runs.verdict), its test metrics and the paper's numbers;
+    for your own data (a task with `report`), the held-out test split beside its baselines."""
     from ..training.runs import verdict as sentence
 
+    if hasattr(task, "report") and model is not None:
+        lines = task.report(model)
+        lines.append(f"  {history.steps_done:,} updates, {history.wall_seconds:.0f} s; stopped: {history.stopped}"
+                     + ("; the parameters of the best validation loss restored" if cfg.restore_best else ""))
+        if cfg.run_dir is not None:
+            lines.append(f"  history, config and checkpoint in {cfg.run_dir}")
+        return "\n".join(lines)
     _, line = sentence(dataclasses.asdict(history), cfg.batch_size)
     test = history.records[-1]["test"] if history.records else {}
     lines = [f"{task.name}: {line}", "  test: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "solved")]

@@ -169,6 +169,72 @@ def gradient_flow_figure(curves: dict[str, np.ndarray], title: str = ""):
     return fig
 
 
+def forecast_figure(dates, truth: np.ndarray, pred: np.ndarray, ahead: np.ndarray | None, names, title: str = ""):
+    """Prediction against truth on the held-out part of a series. truth, pred: (N, O) one-step-ahead
+    (each from the true window before it); ahead: (K, O) the recursive forecast from the split's start, or None."""
+    fig = _figure(figsize=(10, 2.6 * truth.shape[1]))
+    t = np.arange(len(truth))
+    for j in range(truth.shape[1]):
+        ax = fig.add_subplot(truth.shape[1], 1, j + 1)
+        ax.plot(t, truth[:, j], color="black", lw=1.2, label="truth")
+        ax.plot(t, pred[:, j], color="tab:blue", lw=1.2, label="one step ahead (from the true window)")
+        if ahead is not None:
+            ax.plot(t[:len(ahead)], ahead[:, j], color="tab:orange", ls="--", lw=1.2,
+                    label="recursive forecast from the split's start")
+        ax.set_ylabel(names[j])
+        if dates is not None:
+            ticks = t[::max(1, len(t) // 8)]
+            ax.set_xticks(ticks, [dates[k] for k in ticks], fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.axes[0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(pred: np.ndarray, truth: np.ndarray, n: int) -> np.ndarray:
+    """counts[true class, predicted class] (n, n) over the pairs given (1-D int arrays)."""
+    counts = np.zeros((n, n), np.int64)
+    np.add.at(counts, (truth, pred), 1)
+    return counts
+
+
+def confusion_figure(counts: np.ndarray, title: str = ""):
+    """A confusion matrix: rows the true class, columns the predicted one, each cell its count."""
+    fig = _figure(figsize=(1.2 + 0.5 * len(counts), 1 + 0.5 * len(counts)))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), c in np.ndenumerate(counts):
+        ax.text(j, i, str(c), ha="center", va="center", fontsize=8,
+                color="white" if c > counts.max() / 2 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def data_figures(run: Run) -> dict[str, object]:
+    """The pictures of a run on your own data: forecast (series) or confusion (classes), on the test split."""
+    task, model = run.task, run.model
+    test = getattr(task, "test", None)
+    if model is None or test is None:
+        return {}
+    if getattr(task, "target_type", None) == "classes":
+        out = model.predict(test.x, test.lengths).argmax(-1)
+        pred, truth = (out, test.y) if test.mask is None else (out[test.mask], test.y[test.mask])
+        return {"confusion": confusion_figure(confusion(pred, truth, model.head.out_features),
+                                              f"{task.name}: the test split ({len(truth)} targets)")}
+    if task.name != "series":
+        return {}
+    pred = model.predict(test.x)
+    ahead = None
+    if task.horizon == 1 and len(task.output_columns) == len(task.columns):
+        ahead = np.asarray(model.forecast(test.x[0], len(test.x))).reshape(len(test.x), -1)
+    dates = None if task.dates is None else task.dates[-len(test.x):]
+    return {"forecast": forecast_figure(dates, test.y, pred, ahead, task.output_columns,
+                                        f"{task.name}: the held-out test split (the last 20%)")}
+
+
 # ---- a run --------------------------------------------------------------------------------------
 
 def run_figures(run: Run) -> dict[str, object]:
@@ -179,7 +245,10 @@ def run_figures(run: Run) -> dict[str, object]:
     if run.history["records"]:
         figures["curves"] = curves_figure(run.history, run.config)
         figures["grad_norm"] = grad_norm_figure(run.history, run.config)
+    figures.update(data_figures(run))
     x = one_test_sequence(run.task)
+    if run.model is not None and run.model.embedding is not None:
+        x = run.model.embedding.forward(x)   # token ids -> the vectors the LSTM reads
     gru = run.config["model"].get("cell") == "gru"   # a GRU has no gates i, f, g, o or cell state to show
     if run.model is not None and not gru:
         lstm = run.model.lstm

@@ -21,6 +21,9 @@ CAPTIONS = {
               "against updates.",
     "grad_norm": "Gradient norm before clipping: mean and max between evaluations (and per parameter "
                  "where the history has it).",
+    "forecast": "The held-out part of the series: the truth, the one-step-ahead prediction from each true "
+                "window, and the recursive forecast that feeds each prediction back from the split's start.",
+    "confusion": "Confusion matrix on the test split: rows the true class, columns the predicted one.",
     "gradient_flow": "Norm of the gradient of a loss at the last step with respect to the state entering "
                      "each step t: a plain tanh RNN's vanishes going back in time; the LSTM's cell "
                      "state carries it (the constant error carousel).",

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..gru import GRU
-from ..layers import LSTM, Linear, Model
+from ..data import Scaler
+from ..layers import LSTM, Embedding, Linear, Model
 from ..lstm import VANILLA
 
 META_KEY = "meta.json"
@@ -204,18 +205,26 @@ def _brief(err: BaseException) -> str:
 
 def model_config(model: Model) -> dict:
     """The JSON-serializable description of a Model from which model_from_config rebuilds it.
-    Greff's variant flags appear only where they differ from the vanilla LSTM's, so a vanilla
-    model's description is the same as before the variants existed."""
+    Greff's variant flags appear only where they differ from the vanilla LSTM's, and the parts of a model
+    for your own data (an embedding's vocab_size, dropout, target) only where it has them, so a vanilla
+    model's description is the same as before either existed."""
     c = model.lstm.config
+    cfg = {"input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+           "bidirectional": c.bidirectional}
     if model.is_gru:                         # a GRU has none of the LSTM's flags
-        return {"cell": "gru", "input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
-                "bidirectional": c.bidirectional, "output_size": int(model.head.params["W"].shape[1]),
-                "many_to_one": bool(model.many_to_one), "dtype": model.dtype.name}
-    return {"input_size": c.input_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers,
-            "bidirectional": c.bidirectional, "peephole": c.peephole, "forget_gate": c.forget_gate,
-            **{k: getattr(c, k) for k in VARIANT_FIELDS if getattr(c, k) != getattr(VANILLA, k)},
-            "output_size": int(model.head.params["W"].shape[1]), "many_to_one": bool(model.many_to_one),
-            "dtype": model.dtype.name}
+        cfg = {"cell": "gru", **cfg}
+    else:
+        cfg.update({"peephole": c.peephole, "forget_gate": c.forget_gate,
+                    **{k: getattr(c, k) for k in VARIANT_FIELDS if getattr(c, k) != getattr(VANILLA, k)}})
+    cfg.update({"output_size": int(model.head.params["W"].shape[1]), "many_to_one": bool(model.many_to_one),
+                "dtype": model.dtype.name})
+    if model.embedding is not None:
+        cfg["vocab_size"] = model.embedding.num_embeddings
+    if model.dropout:
+        cfg["dropout"] = model.dropout
+    if getattr(model, "target", None) is not None:
+        cfg["target"] = model.target
+    return cfg
 
 
 MODEL_FIELDS = {"input_size": int, "hidden_size": int, "num_layers": int, "bidirectional": bool,
@@ -223,6 +232,8 @@ MODEL_FIELDS = {"input_size": int, "hidden_size": int, "num_layers": int, "bidir
                 "dtype": str}
 VARIANT_FIELDS = {"input_gate": bool, "output_gate": bool, "input_activation": str, "output_activation": str,
                   "coupled": bool, "gate_recurrence": bool}   # optional: vanilla when absent
+DATA_FIELDS = {"vocab_size": int, "dropout": (int, float), "target": str}   # optional: absent for the tasks' models
+TARGETS = ("classes", "values")
 
 
 def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, path=None) -> Model:
@@ -246,9 +257,14 @@ def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, pat
             raise ValueError(f"{where}: missing {key!r}")
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ValueError(f"{where}: {key!r} has the wrong type ({value!r})")
-    unknown = sorted(set(cfg) - set(MODEL_FIELDS) - set(VARIANT_FIELDS) - {"cell"})
+    unknown = sorted(set(cfg) - set(MODEL_FIELDS) - set(VARIANT_FIELDS) - set(DATA_FIELDS) - {"cell"})
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
+    for key, kind in DATA_FIELDS.items():
+        if key in cfg and (not isinstance(cfg[key], kind) or isinstance(cfg[key], bool)):
+            raise ValueError(f"{where}: {key!r} has the wrong type ({cfg[key]!r})")
+    if cfg.get("target", "values") not in TARGETS:
+        raise ValueError(f"{where}: 'target' expected one of {TARGETS}, got {cfg['target']!r}")
     flags = {k: cfg[k] for k in VARIANT_FIELDS if k in cfg}
     for key, value in flags.items():
         if not isinstance(value, VARIANT_FIELDS[key]):
@@ -265,9 +281,14 @@ def model_from_config(cfg: dict, *, seed: int = 0, forget_bias: float = 1.0, pat
                         bidirectional=cfg["bidirectional"], peephole=cfg["peephole"], forget_gate=cfg["forget_gate"],
                         **flags, dtype=dtype, seed=seed, forget_bias=forget_bias)
         head = Linear(cfg["hidden_size"] * lstm.config.num_directions, cfg["output_size"], dtype=dtype, seed=seed + 1)
+        embedding = None
+        if "vocab_size" in cfg:
+            embedding = Embedding(cfg["vocab_size"], cfg["input_size"], dtype=dtype, seed=seed + 2)
+        model = Model(lstm, head, many_to_one=cfg["many_to_one"], embedding=embedding, dropout=cfg.get("dropout", 0.0))
     except (TypeError, ValueError, MemoryError) as err:    # MemoryError: sizes too large to allocate
         raise ValueError(f"{where}: {err}") from None
-    return Model(lstm, head, many_to_one=cfg["many_to_one"])
+    model.target = cfg.get("target")
+    return model
 
 
 def params_from(arrays: dict[str, np.ndarray], model: Model, path) -> dict[str, np.ndarray]:
@@ -292,8 +313,13 @@ def params_from(arrays: dict[str, np.ndarray], model: Model, path) -> dict[str, 
 
 def save_model(path, model: Model, extra_meta: dict | None = None) -> None:
     """Save a Model's parameters and shape (meta "model") plus any extra JSON metadata."""
-    arrays = {"params/" + k: v for k, v in model.params.items()}
+    arrays = {**{"params/" + k: v for k, v in model.params.items()}, **scaler_arrays(model)}
     save_checkpoint(path, arrays, {**(extra_meta or {}), "model": model_config(model)})
+
+
+def scaler_arrays(model: Model) -> dict[str, np.ndarray]:
+    """The model's input and target standardisation as checkpoint arrays ("scaler/..."); {} without one."""
+    return {} if model.scaler is None else model.scaler.arrays()
 
 
 def load_model(path, *, with_meta: bool = False):
@@ -304,8 +330,23 @@ def load_model(path, *, with_meta: bool = False):
         raise ValueError(f"checkpoint {path}: no model configuration in its metadata")
     _check_sizes_fit(meta["model"], arrays, path)
     model = model_from_config(meta["model"], path=path)
-    model.load_params(params_from(arrays, model, path))
+    best = {"params/" + k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
+    model.load_params(params_from(best or arrays, model, path))   # a restore_best run: the best parameters
+    model.scaler = Scaler.from_arrays(arrays, f"checkpoint {path}")
+    _check_scaler(model, path)
     return (model, meta) if with_meta else model
+
+
+def _check_scaler(model: Model, path) -> None:
+    """The saved standardisation must have one entry per input feature and, for values, per output."""
+    sc = model.scaler
+    if sc is None:
+        return
+    I = None if model.embedding is not None else model.lstm.config.input_size
+    if I is None or sc.x_mean.shape != (I,) or (sc.y_mean is not None and sc.y_mean.shape != (model.head.out_features,)):
+        raise ValueError(f"checkpoint {path}: the saved scaler has {sc.x_mean.shape[0]} input and "
+                         f"{'no' if sc.y_mean is None else sc.y_mean.shape[0]} output entries; the model takes "
+                         f"{I or 'token ids'} inputs and has {model.head.out_features} outputs")
 
 
 def _check_sizes_fit(cfg, arrays: dict[str, np.ndarray], path) -> None:

@@ -21,8 +21,9 @@ class TrainConfig:
     steps: int = 10_000              # maximum number of updates
     batch_size: int = 32             # sequences per update
     lr: float = 1e-2                 # peak learning rate
-    optimizer: str = "adam"          # "adam" | "sgd" | "rmsprop"
+    optimizer: str = "adam"          # "adam" | "adamw" | "sgd" | "rmsprop"
     momentum: float = 0.0            # SGD only
+    weight_decay: float = 0.0        # adamw: decoupled decay of every weight (AdamW); sgd: L2 folded into the gradient
     clip: float | None = 1.0         # max global gradient norm; None: no clipping
     lr_schedule: str = "constant"    # "constant" | "cosine" (lr -> lr*min_lr_frac over `steps`) | "step"
     warmup: int = 0                  # linear warm-up from lr/warmup over the first `warmup` updates
@@ -42,9 +43,10 @@ class TrainConfig:
     schedule_steps: int | None = None  # the cosine schedule's horizon (None: steps); a resumed run keeps its own
     overwrite: bool = False          # replace a run already in run_dir (else a new run there is refused)
     override: tuple = ()             # settings a resumed run may change from its checkpoint's: "lr", "clip"
+    restore_best: bool = False       # at the end, put back the parameters of the evaluation with the lowest test loss
 
     def __post_init__(self):
-        choices = {"optimizer": ("adam", "sgd", "rmsprop"), "lr_schedule": ("constant", "cosine", "step")}
+        choices = {"optimizer": ("adam", "adamw", "sgd", "rmsprop"), "lr_schedule": ("constant", "cosine", "step")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {allowed}, got {getattr(self, name)!r}")
@@ -58,6 +60,9 @@ class TrainConfig:
                 check_int(name, getattr(self, name))
         _number("lr", self.lr, above=0)
         _number("momentum", self.momentum, least=0, below=1)
+        _number("weight_decay", self.weight_decay, least=0)
+        if self.weight_decay and self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"weight_decay: applies to the optimizers adamw and sgd, got optimizer {self.optimizer!r}")
         _number("min_lr_frac", self.min_lr_frac, least=0, most=1)
         _number("step_gamma", self.step_gamma, above=0)
         if self.clip is not None:
@@ -74,7 +79,7 @@ class TrainConfig:
 # What a resumed run may differ in from its checkpoint: how long it goes on and how it reports, and
 # (only when named in `override`) OVERRIDABLE; every other setting shapes the updates and must match.
 FREE_ON_RESUME = ("steps", "eval_every", "eval_batch", "early_stop", "patience", "log_every", "checkpoint_every",
-                  "run_dir", "progress", "detect_anomaly", "overwrite", "override")
+                  "run_dir", "progress", "detect_anomaly", "overwrite", "override", "restore_best")
 OVERRIDABLE = ("lr", "clip")
 RUN_FILES = ("config.json", "history.json", "checkpoint.npz")
 MAX_BATCH = 10 ** 6     # sequences per update; far past any batch that fits a float32 LSTM in memory

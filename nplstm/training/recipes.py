@@ -47,4 +47,12 @@ RECIPES = {
         "character-level language model on any UTF-8 text (default: Python's own documentation)",
         model={"hidden_size": 128}, train={"batch_size": 32, "lr": 3e-3, "steps": 2000, "eval_every": 250,
                                            "early_stop": False}),
+    "series": Recipe(
+        "your CSV series: windows -> the next value, tested on the last 20% beside persistence (--path FILE.csv)",
+        model={"hidden_size": 32}, train={"batch_size": 32, "lr": 3e-3, "steps": 3000, "eval_every": 50,
+                                          "early_stop": False, "patience": 10, "restore_best": True}),
+    "sequences": Recipe(
+        "your .npz of labelled sequences (x, y[, lengths, mask]), tested on the last 20% (--path FILE.npz)",
+        model={"hidden_size": 32}, train={"batch_size": 32, "lr": 3e-3, "steps": 3000, "eval_every": 50,
+                                          "early_stop": False, "patience": 10, "restore_best": True}),
 }

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, model_config, params_from, save_checkpoint
+from .checkpoint import load_checkpoint, model_config, params_from, save_checkpoint, scaler_arrays
 from .config import FREE_ON_RESUME, OVERRIDABLE, RUN_FILES, History, TrainConfig, new_window, settings
 
 
@@ -26,10 +26,11 @@ def check_run_dir(cfg: TrainConfig, resume_from) -> None:
                          f"(resume_from=), replace it with --overwrite (overwrite=True), or choose another run dir")
 
 
-def save_state(path, model, task, opt, rng, history, window, state, cfg):
-    """Everything the loop needs to continue bit-identically after `step` updates."""
-    arrays = {**{"params/" + k: v for k, v in model.params.items()},
-              **{"optim/" + k: v for k, v in opt.state_dict().items()}}
+def save_state(path, model, task, opt, rng, history, window, state, cfg, best=None):
+    """Everything the loop needs to continue bit-identically after `step` updates. best: with
+    restore_best, the parameters of the best evaluation so far ("best/..."; load_model returns them)."""
+    arrays = {**{"params/" + k: v for k, v in model.params.items()}, **{"best/" + k: v for k, v in (best or {}).items()},
+              **{"optim/" + k: v for k, v in opt.state_dict().items()}, **scaler_arrays(model)}
     if isinstance(state, tuple):
         arrays["stream/h"], arrays["stream/c"] = state
     meta = {"step": history.steps_done, "task": task.name, "model": model_config(model),
@@ -102,7 +103,9 @@ def resume(path, model, task, opt, rng, state, cfg):
     rng.bit_generator.state = meta["rng"]
     if meta.get("task_state") is None and getattr(task, "stateful", False):
         warnings.warn(f"task {task.name} has no get_state/set_state: its streams restart, so resume is not exact")
-    return step, window, history, state, cfg
+    best = params_from({"params/" + k[5:]: v for k, v in arrays.items() if k.startswith("best/")}, model, path) \
+        if cfg.restore_best and any(k.startswith("best/") for k in arrays) else None
+    return step, window, history, state, cfg, best
 
 
 def _stream(arrays, state, model, path):

@@ -18,7 +18,7 @@ from .._checks import all_finite
 from ..anomaly import AnomalyError, NonFiniteError, detect_anomaly
 from ..layers import Model, variant_flags
 from ..losses import mse, softmax_cross_entropy
-from ..optim import SGD, Adam, RMSprop, clip_grad_norm
+from ..optim import SGD, Adam, AdamW, RMSprop, clip_grad_norm
 from .checkpoint import model_config, model_from_config, write_json
 from .config import History, TrainConfig, lr_at, new_window, settings
 from .monitor import gate_stats, grad_norms
@@ -32,39 +32,50 @@ LOSSES = {"mse": mse, "xent": softmax_cross_entropy}
 
 def build_model(task, hidden_size: int, *, num_layers: int = 1, bidirectional: bool = False, seed: int = 0,
                 dtype=np.float32, forget_bias: float = 1.0, cell: str = "lstm", variant: str | None = None,
-                **flags) -> Model:
+                embedding_dim: int | None = None, dropout: float = 0.0, **flags) -> Model:
     """An LSTM (cell="lstm") or GRU (cell="gru") + Linear head sized for `task` (input_size -> output_size),
     many-to-one if the task is.
 
     variant and flags: as nplstm.LSTM takes them (Greff's name, then peephole, forget_gate, ... on top);
     a GRU takes none of them (ValueError), and forget_bias does not apply to it.
+    A task of token ids (one with `vocab_size`) gets an Embedding of embedding_dim (default 32) first;
+    dropout: before the head. The task's `scaler` and `target` (your own data) go with the model.
     """
     if cell not in ("lstm", "gru"):
         raise ValueError(f"cell: expected 'lstm' or 'gru', got {cell!r}")
     if cell == "gru" and (variant is not None or flags):
         raise ValueError(f"cell 'gru': the LSTM's variant options do not apply, got "
                          f"{sorted(flags) + (['variant'] if variant else [])}")
+    vocab = getattr(task, "vocab_size", None)
+    if embedding_dim is not None and vocab is None:
+        raise ValueError(f"embedding_dim: task {task.name} has vector inputs, not token ids; an embedding does not apply")
     shape = {"cell": "gru"} if cell == "gru" else variant_flags(variant, **flags)
-    cfg = {"input_size": task.input_size, "hidden_size": hidden_size, "num_layers": num_layers,
-           "bidirectional": bidirectional, **shape,
-           "output_size": task.output_size, "many_to_one": task.many_to_one, "dtype": np.dtype(dtype).name}
-    return model_from_config(cfg, seed=seed, forget_bias=forget_bias)
+    cfg = {"input_size": (embedding_dim or 32) if vocab else task.input_size, "hidden_size": hidden_size,
+           "num_layers": num_layers, "bidirectional": bidirectional, **shape,
+           "output_size": task.output_size, "many_to_one": task.many_to_one, "dtype": np.dtype(dtype).name,
+           **({"vocab_size": vocab} if vocab else {}), **({"dropout": dropout} if dropout else {}),
+           **({"target": task.target_type} if getattr(task, "target_type", None) else {})}
+    model = model_from_config(cfg, seed=seed, forget_bias=forget_bias)
+    model.scaler = getattr(task, "scaler", None)
+    return model
 
 
 def make_optimizer(cfg: TrainConfig):
     if cfg.optimizer == "sgd":
-        return SGD(cfg.lr, momentum=cfg.momentum)
+        return SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return AdamW(cfg.lr, weight_decay=cfg.weight_decay)
     return Adam(cfg.lr) if cfg.optimizer == "adam" else RMSprop(cfg.lr)
 
 
-def train_step(model: Model, batch, loss_fn, state=None):
+def train_step(model: Model, batch, loss_fn, state=None, rng=None):
     """Forward, loss and backward on one batch; fills model.grads. Returns (loss, (h_n, c_n) or None).
 
     state: None for independent sequences; for a stream, the (h, c) carried from the previous
-    batch (zeros at the first), each (L·D, B, H).
+    batch (zeros at the first), each (L·D, B, H). rng: draws the model's dropout masks (None: no dropout).
     """
     if state is None:
-        out = model.forward(batch.x, lengths=batch.lengths)
+        out = model.forward(batch.x, lengths=batch.lengths, rng=rng)
         loss, dout = loss_fn(_finite_output(out, "training batch"), batch.y, batch.mask)
         _finite_loss(loss, loss_fn)
         model.backward(dout)
@@ -107,7 +118,7 @@ def stop_reason(history: History, cfg: TrainConfig) -> str:
     if cfg.early_stop and history.solved:
         return "solved"
     losses = [r["test"]["loss"] for r in history.records]
-    if cfg.patience and len(losses) - 1 - int(np.argmin(losses)) >= cfg.patience:
+    if cfg.patience and losses and len(losses) - 1 - int(np.argmin(losses)) >= cfg.patience:
         return "patience"
     return ""
 
@@ -124,6 +135,8 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
     stateful = getattr(task, "stateful", False)
     if stateful and model.many_to_one:
         raise ValueError(f"task {task.name} is a stream (stateful): it needs a many-to-many model")
+    if stateful and model.dropout:
+        raise ValueError(f"task {task.name} is a stream (stateful): dropout is not supported on streams")
     if stateful and model.is_gru:
         raise ValueError(f"task {task.name} is a stream (stateful): carrying a GRU's state across batches is not "
                          f"supported yet; use the LSTM (cell 'lstm')")
@@ -133,8 +146,9 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
     opt, rng, history = make_optimizer(cfg), np.random.default_rng(cfg.seed), History()
     step, window = 0, new_window()
     state = _zero_state(model, cfg.batch_size) if stateful else None
+    best = None                                  # restore_best: the parameters of the lowest test loss so far
     if resume_from is not None:
-        step, window, history, state, cfg = resume(resume_from, model, task, opt, rng, state, cfg)
+        step, window, history, state, cfg, best = resume(resume_from, model, task, opt, rng, state, cfg)
     elif cfg.schedule_steps is None:
         cfg = dataclasses.replace(cfg, schedule_steps=cfg.steps)
     if cfg.run_dir is not None:                  # everything is validated: only now is the run dir written
@@ -152,7 +166,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                 step += 1
                 opt.lr = lr_at(cfg, step)
                 batch = task.batch(rng, cfg.batch_size)
-                state = _update(model, batch, loss_fn, state, opt, cfg, window, recent)
+                state = _update(model, batch, loss_fn, state, opt, cfg, window, recent, rng)
                 history.steps_done, history.wall_seconds = step, time.perf_counter() - start
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     # the cache still holds this batch's forward: read it before evaluate() runs the test set
@@ -161,6 +175,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                     evaluating = True
                     _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch), inside)
                     evaluating, window = False, new_window()
+                    best = _keep_best(best, history, model, cfg)
                     stop = stop_reason(history, cfg)
                     history.stopped = stop or ("steps" if step == cfg.steps else "")
                     if cfg.run_dir is not None:
@@ -168,7 +183,7 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                 _report(bar, cfg, step, window, history)
                 due = history.stopped or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
                 if cfg.run_dir is not None and due:
-                    save_state(cfg.run_dir / "checkpoint.npz", model, task, opt, rng, history, window, state, cfg)
+                    save_state(cfg.run_dir / "checkpoint.npz", model, task, opt, rng, history, window, state, cfg, best)
     except AnomalyError as err:
         err.add_training_context(update=step, lr=opt.lr, optimizer=type(opt).__name__, clip=cfg.clip,
                                  grad_norms=list(recent), params=model.params, evaluating=evaluating)
@@ -185,7 +200,17 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
         if bar is not None:
             bar.close()
     history.stopped = stop or "steps"
+    if best is not None:
+        model.load_params(best)
     return history
+
+
+def _keep_best(best, history, model, cfg):
+    """With cfg.restore_best: a copy of the parameters if the newest evaluation has the lowest test loss yet."""
+    if not cfg.restore_best:
+        return None
+    losses = [r["test"]["loss"] for r in history.records]
+    return {k: v.copy() for k, v in model.params.items()} if losses[-1] <= min(losses) else best
 
 
 def _stopped(history: History, cfg: TrainConfig, why: str, report: str) -> None:
@@ -228,9 +253,9 @@ def check_memory(task, model: dict, cfg: TrainConfig, available: int | None = No
                          f"use a smaller model, shorter sequences or smaller batches")
 
 
-def _update(model, batch, loss_fn, state, opt, cfg, window, recent):
+def _update(model, batch, loss_fn, state, opt, cfg, window, recent, rng=None):
     """One update: forward, backward, clipping, optimizer step; gathers the window's numbers. Returns the state."""
-    loss, state = train_step(model, batch, loss_fn, state)
+    loss, state = train_step(model, batch, loss_fn, state, rng)
     grads = model.grads
     for key, norm in grad_norms(grads).items():               # before clipping
         window["grad_sq"][key] = window["grad_sq"].get(key, 0.0) + norm * norm
