@@ -1,8 +1,9 @@
 """A character-level language model on a short Japanese and English text, trained in seconds.
 
 What it teaches: the task + trainer route. `nplstm.tasks.make_task("charlm", path=...)` turns any
-UTF-8 text into one-hot windows (x (B, T, V), y (B, T) the next character, V the distinct
-characters: Japanese ones are single characters, not bytes) and holds out the last 10% of the text;
+UTF-8 text into windows of character ids (x (B, T), which the model's Embedding turns into vectors,
+y (B, T) the next character; the V distinct characters: Japanese ones are single characters, not
+bytes) and holds out the last 10% of the text;
 `nplstm.training.trainer.train` runs the loop and evaluates on the held-out part. A language model is worth
 something only if it beats counting, so the held-out loss (nats per character) is printed beside
 the entropies of two counting models of the same training text: unigram (character frequencies)

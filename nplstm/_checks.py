@@ -89,3 +89,14 @@ def check_lengths(lengths, B: int, T: int) -> np.ndarray | None:
 
 def _fmt(shape: tuple) -> str:
     return "(" + ", ".join("..." if s is Ellipsis else "*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_dropout(masks, num_layers: int, shape: tuple, dtype) -> list | None:
+    """masks: None, or num_layers - 1 arrays of `shape` (B, T, D·H) and dtype, finite, for the inputs of
+    layers 1..L-1 (dropout between stacked layers) -> the list, or None."""
+    if masks is None:
+        return None
+    if not isinstance(masks, (list, tuple)) or len(masks) != num_layers - 1:
+        got = f"{len(masks)} of them" if isinstance(masks, (list, tuple)) else type(masks).__name__
+        raise ValueError(f"dropout: expected {num_layers - 1} mask(s) (one per layer above the first), got {got}")
+    return [check_array(f"dropout[{k}]", m, shape, dtype, finite=True) for k, m in enumerate(masks)]

@@ -1,5 +1,5 @@
-"""Your own data as the layers take it: windows of a series, padded batches, a chronological split,
-standardisation fitted on the training part only.
+"""Your own data as the layers take it: windows of a series, padded batches, what the shapes of (x, y)
+mean (prepare), a chronological split, standardisation fitted on the training part only.
 
 Everything here is NumPy and pure: arrays in, new arrays out. `Model.fit` (nplstm.training.fit)
 uses these; they are public so that a loop written by hand can use them too.
@@ -78,6 +78,99 @@ def pad_sequences(seqs, fill: float = 0.0, dtype=None):
     for b, a in enumerate(arrays):
         out[b, :len(a)] = a
     return out, lengths
+
+
+class Data(NamedTuple):
+    """User data in the layout the layers take (see prepare)."""
+    x: np.ndarray                    # (B, T, I) float64, or (B, T) int64 token ids
+    y: np.ndarray                    # (B,) / (B, T) int64 classes, or (B, O) / (B, T, O) float64 values
+    lengths: np.ndarray | None       # (B,) int64, or None when every sequence fills T
+    mask: np.ndarray | None          # (B, T) bool of the counted per-step targets, None for many-to-one
+
+    def take(self, idx) -> "Data":
+        return Data(self.x[idx], self.y[idx], None if self.lengths is None else self.lengths[idx],
+                    None if self.mask is None else self.mask[idx])
+
+
+def prepare(x, y, lengths=None, mask=None, many_to_one: bool | None = None) -> Data:
+    """x: (B, T, I) numbers, (B, T) numbers of one feature, (B, T) integer token ids, or a list of B
+    sequences ((L_b,) or (L_b, I); padded here, lengths inferred). y: per sequence (B,) or (B, O), or per
+    step (B, T) or (B, T, O) (or a list of per-step sequences); integers are class ids, floats values.
+    A float y of shape (B, T) is per step when T is x's length, unless many_to_one=True says otherwise.
+    mask: (B, T) bool, the per-step targets that count (and only those within each length count)."""
+    if isinstance(x, (list, tuple)):
+        if lengths is not None:
+            raise ValueError("lengths: a list of sequences carries its own lengths; pass lengths only with an array")
+        x, lengths = pad_sequences(list(x))
+    x = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if x.dtype.kind not in "iuf" or x.ndim not in (2, 3):
+        raise ValueError(f"x: expected numbers (B, T, I), (B, T), or token ids (B, T), got {x.dtype.name}{x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x: expected at least one sequence of at least one step, got shape {x.shape}")
+    B, T = x.shape[:2]
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"x: contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+        x = x.astype(np.float64) if x.ndim == 3 else x.astype(np.float64)[..., None]
+    elif x.ndim == 3:
+        x = x.astype(np.float64)
+    else:
+        x = x.astype(np.int64)
+        if x.min() < 0:
+            raise ValueError(f"x: token ids must be >= 0, got {int(x.min())}")
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (B,) or lengths.dtype.kind not in "iu" or lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths: expected {B} integers in [1, {T}], got {lengths.dtype.name}{lengths.shape}")
+        lengths = lengths.astype(np.int64)
+    y = _targets(y, B, T, many_to_one, lengths)
+    per_step = y.ndim == 3 or (y.ndim == 2 and y.dtype.kind == "i")
+    counted = None
+    if per_step:
+        counted = np.ones((B, T), bool) if lengths is None else np.arange(T)[None, :] < lengths[:, None]
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (B, T) or mask.dtype != bool:
+                raise ValueError(f"mask: expected a bool array of shape {(B, T)}, got {mask.dtype.name}{mask.shape}")
+            counted &= mask
+        if not counted.any():
+            raise ValueError("mask: no step is counted (every target is masked out or past its sequence's length)")
+    elif mask is not None:
+        raise ValueError("mask: the targets are one per sequence (many-to-one); a per-step mask does not apply")
+    return Data(x, y, lengths, counted)
+
+
+def _targets(y, B: int, T: int, many_to_one, lengths=None):
+    if isinstance(y, (list, tuple)) and y and np.ndim(y[0]) >= 1 and not many_to_one:
+        y, y_lengths = pad_sequences(list(y))        # per-step targets of ragged sequences
+        x_lengths = np.full(B, T) if lengths is None else lengths
+        ragged = y_lengths.min() != y_lengths.max()       # equal lengths: an array's rows, (B, O) or (B, T)
+        if ragged and len(y_lengths) == B and not np.array_equal(y_lengths, x_lengths):
+            b = int(np.flatnonzero(y_lengths != x_lengths)[0])
+            raise ValueError(f"y: a list of per-step targets needs one target per step of each sequence; "
+                             f"sequence {b} has {int(x_lengths[b])} steps and {int(y_lengths[b])} targets")
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf" or y.ndim == 0 or y.shape[0] != B:
+        raise ValueError(f"y: expected {B} targets (one per sequence, or one per step), got {y.dtype.name}{y.shape}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        bad = np.argwhere(~np.isfinite(y))[0]
+        raise ValueError(f"y: contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+    if y.dtype.kind in "iu":
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != T) or y.min() < 0:
+            raise ValueError(f"y: class ids must be >= 0 and of shape ({B},) or ({B}, {T}), got "
+                             f"{y.dtype.name}{y.shape} with minimum {int(y.min())}")
+        if y.ndim == 2 and many_to_one:
+            raise ValueError("y: integer targets (B, T) are per step; many_to_one=True does not apply")
+        return y.astype(np.int64)
+    y = y.astype(np.float64)
+    if y.ndim == 1:
+        return y[:, None]                                   # (B, 1): one value per sequence
+    if y.ndim == 2:
+        return y[..., None] if (y.shape[1] == T and not many_to_one) else y   # (B, T, 1) per step, or (B, O)
+    if y.ndim == 3 and y.shape[1] == T and not many_to_one:
+        return y
+    raise ValueError(f"y: expected values (B,), (B, O), (B, T) or (B, T, O) with T = {T}, got shape {y.shape}")
 
 
 def chronological_split(n: int, test_fraction: float):

@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_array, check_dtype, check_int, check_lengths, check_params
+from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .lstm import CHUNK, _fresh
 from .ops import sigmoid
-from .stack import LSTMConfig, StackCache, _flip, _ws, batch_sizes_of
+from .stack import LSTMConfig, StackCache, _flip, _masks, _ws, batch_sizes_of
 
 R_, Z_, N_ = range(3)  # gate blocks along the 3H axis
 PARAMS = ("W", "R", "b", "b_hn")
@@ -216,10 +216,10 @@ class GRUConfig:
                 zip(PARAMS, ((self.input_size if k == 0 else D * H, 3 * H), (H, 3 * H), (3 * H,), (H,)))}
 
 
-def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | None = None):
+def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | None = None, dropout=None):
     """Forward through all layers and directions.
 
-    x: (B, T, I); h0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T); workspace: as in stack.py.
+    x: (B, T, I); h0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T); workspace, dropout: as in stack.py.
     Returns y (B, T, D·H) with zeros at padded steps, h_n (L·D, B, H), and a stack.StackCache of GRUCaches.
     """
     B, T, _ = x.shape
@@ -232,8 +232,10 @@ def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | 
     lengths = np.full(B, T) if order is None else lengths
     batch_sizes = batch_sizes_of(lengths, T)
     inp, rows, D = x.transpose(1, 0, 2), np.arange(B), cfg.num_directions  # (T, B, I), time-major
-    caches, h_n = [], []
+    caches, h_n, masks = [], [], _masks(dropout, order)
     for k in range(cfg.num_layers):
+        if masks is not None and k > 0:
+            inp = inp * masks[k - 1]         # dropout on the layer's input
         outs = []
         for d in range(D):
             pre = cfg.prefix(k, d)
@@ -245,9 +247,9 @@ def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | 
         inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
     y, h_n = inp.transpose(1, 0, 2), np.stack(h_n)
     if order is None:
-        return y.copy(), h_n, StackCache(caches, order, lengths, flip)  # y: its own memory, not the workspace's
+        return y.copy(), h_n, StackCache(caches, order, lengths, flip, dropout)  # y: its own memory, not the workspace's
     unsort = np.argsort(order)
-    return y[unsort], h_n[:, unsort], StackCache(caches, order, lengths, flip)
+    return y[unsort], h_n[:, unsort], StackCache(caches, order, lengths, flip, dropout)
 
 
 def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, workspace: dict | None = None):
@@ -255,8 +257,9 @@ def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, work
 
     dy: (B, T, D·H); dh_n: (L·D, B, H). Returns dx (B, T, I), dh0 (L·D, B, H) and grads keyed like params.
     """
-    caches, order, _, flip = cache
+    caches, order, _, flip, dropout = cache
     H, D = cfg.hidden_size, cfg.num_directions
+    masks = _masks(dropout, order)
     if order is not None:
         dy, dh_n = dy[order], dh_n[:, order]
     dout = dy.transpose(1, 0, 2)             # (T, B, D·H)
@@ -270,7 +273,7 @@ def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, work
                                            params[pre + "W"], params[pre + "R"], ws=_ws(workspace, pre + "backward"))
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
-        dout = dinp                          # (T, B, in) gradient into the layer below
+        dout = dinp if masks is None or k == 0 else dinp * masks[k - 1]   # backprop through the dropout mask
     dx, dh0 = dout.transpose(1, 0, 2), np.stack(dh0)
     if order is not None:
         unsort = np.argsort(order)
@@ -313,8 +316,9 @@ class GRU:
         self._cache = None
         self._workspace: dict = {}   # scratch arrays reused from call to call (see lstm.Workspace)
 
-    def forward(self, x: np.ndarray, state: np.ndarray | None = None, lengths=None):
-        """x: (B, T, I); state: h_0 (L·D, B, H) or None for zeros; lengths: (B,) ints or None.
+    def forward(self, x: np.ndarray, state: np.ndarray | None = None, lengths=None, dropout=None):
+        """x: (B, T, I); state: h_0 (L·D, B, H) or None for zeros; lengths: (B,) ints or None;
+        dropout: None, or L-1 masks (B, T, D·H) for the inputs of layers 1..L-1.
 
         Returns y (B, T, D·H), zero at padded steps, and h_n (L·D, B, H), the state after each
         sequence's last valid step, in PyTorch's layer/direction order.
@@ -328,8 +332,9 @@ class GRU:
         shape = (cfg.num_layers * cfg.num_directions, B, cfg.hidden_size)
         h0 = np.zeros(shape, self.dtype) if state is None else check_array("state h_0", state, shape, self.dtype,
                                                                            finite=True)
+        dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * cfg.hidden_size), self.dtype)
         self._check_params()
-        y, h_n, self._cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace)
+        y, h_n, self._cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout)
         self._shapes = (y.shape, h_n.shape)
         return y, h_n
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import anomaly
-from ._checks import check_array, check_dtype, check_int, check_lengths, check_params
+from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .lstm import ACTIVATIONS, VANILLA, VARIANTS
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
@@ -69,8 +69,9 @@ class LSTM:
         self._cache = None
         self._workspace: dict = {}   # scratch arrays reused from call to call (see lstm.Workspace)
 
-    def forward(self, x: np.ndarray, state=None, lengths=None):
-        """x: (B, T, I); state: (h_0, c_0) each (L·D, B, H) or None for zeros; lengths: (B,) ints or None.
+    def forward(self, x: np.ndarray, state=None, lengths=None, dropout=None):
+        """x: (B, T, I); state: (h_0, c_0) each (L·D, B, H) or None for zeros; lengths: (B,) ints or None;
+        dropout: None, or L-1 masks (B, T, D·H) that multiply the inputs of layers 1..L-1.
 
         Returns y (B, T, D·H), zero at padded steps, and (h_n, c_n) each (L·D, B, H),
         the states after each sequence's last valid step, in PyTorch's layer/direction order.
@@ -88,8 +89,9 @@ class LSTM:
             h0, c0 = _pair("state", state)
             check_array("state h_0", h0, (LD, B, H), self.dtype, finite=True)
             check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
+        dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * H), self.dtype)
         self._check_params(finite=True)
-        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace)
+        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace, dropout=dropout)
         anomaly.check_lstm_forward(self._cache, self.params, cfg, x, h0, c0, lengths)
         self._shapes = (y.shape, state_n[0].shape)
         return y, state_n
@@ -266,7 +268,8 @@ class Model:
     many_to_one=True: out (B, O), the head applied to the top layer's final hidden state
     (both directions concatenated, each sequence at its own length).
     embedding: an Embedding, when the inputs are integer token ids (B, T) instead of vectors (B, T, I).
-    dropout: p of inverted dropout on the head's input, active only in a forward given an rng (training).
+    dropout: p of inverted dropout between stacked layers and on the head's input, active only in a forward
+    given an rng (training).
     `params` and `grads` merge the parts' dicts with the prefixes "embedding.", "lstm." and "head."; the
     recurrent layer is `model.lstm` (and its keys "lstm.") whether it is an nplstm.LSTM or an nplstm.GRU.
     `scaler`: the standardisation fitted on the training data (nplstm.data.Scaler) or None; forward never
@@ -321,7 +324,11 @@ class Model:
         dropout mask (training); None: no dropout. -> (B, T, O), or (B, O) if many_to_one."""
         if self.embedding is not None:
             x = self.embedding.forward(x)
-        y, state_n = self.lstm.forward(x, lengths=lengths)
+        c, between = self.lstm.config, None
+        if rng is not None and self.dropout > 0 and c.num_layers > 1:    # dropout between stacked layers
+            shape = (x.shape[0], x.shape[1], c.num_directions * c.hidden_size)
+            between = [dropout_mask(rng, shape, self.dropout, self.dtype) for _ in range(c.num_layers - 1)]
+        y, state_n = self.lstm.forward(x, lengths=lengths, dropout=between)
         h_n = state_n[0] if isinstance(state_n, tuple) else state_n   # LSTM: (h_n, c_n); GRU: h_n
         if self.many_to_one:
             D = self.lstm.config.num_directions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_int, check_lengths
-from .data import pad_sequences
+from .data import pad_sequences, prepare
 from .losses import mse, softmax_cross_entropy
 from .ops import softmax
 
@@ -74,11 +74,22 @@ def evaluate(model, x, y, lengths=None, *, mask=None, batch_size: int = 256) -> 
     """Metrics of the model on (x, y), over the counted targets (per step: steps within each length and,
     if given, mask (B, T) True). Classification: loss (mean cross-entropy) and accuracy. Regression:
     loss (MSE on the standardised scale the model trained on), and mse, mae, r2 in the data's own units."""
-    x, lengths = inputs(model, x, lengths)
-    out = outputs(model, x, lengths, batch_size).astype(np.float64)
     classes = getattr(model, "target", None) == "classes"
-    y = targets(model, y, out.shape, classes)
-    counted = counted_steps(model, out.shape, lengths, mask)
+    if model.many_to_one and mask is not None:
+        raise ValueError("mask: a many-to-one model has one target per sequence; a per-step mask does not apply")
+    if not classes and isinstance(y, np.ndarray) and y.dtype.kind in "iu":
+        y = y.astype(np.float64)             # integer values of a regression, not class ids
+    data = prepare(x, y, lengths, mask, many_to_one=True if model.many_to_one else None)
+    x, lengths = inputs(model, data.x, data.lengths)
+    out = outputs(model, x, lengths, batch_size).astype(np.float64)
+    y, counted = data.y, data.mask
+    if classes:
+        if y.dtype.kind != "i" or y.shape != out.shape[:-1]:
+            raise ValueError(f"y: expected integer class ids of shape {out.shape[:-1]}, got {y.dtype.name}{y.shape}")
+        if y.max() >= out.shape[-1]:
+            raise ValueError(f"y: expected class ids in [0, {out.shape[-1]}), got values in [{y.min()}, {y.max()}]")
+    elif y.shape != out.shape:
+        raise ValueError(f"y: expected numbers of shape {out.shape}, got {y.dtype.name}{y.shape}")
     if classes:
         loss, _ = softmax_cross_entropy(out, y, counted)
         right = out.argmax(-1) == y
@@ -87,45 +98,6 @@ def evaluate(model, x, y, lengths=None, *, mask=None, batch_size: int = 256) -> 
     loss, _ = mse(out, scaled, counted)
     pred = out if model.scaler is None else model.scaler.y_inverse(out)
     return {"loss": float(loss), **regression_metrics(pred, y, counted)}
-
-
-def targets(model, y, out_shape, classes: bool) -> np.ndarray:
-    """y checked against the model's outputs: class ids (B,) / (B, T), or values (B, O) / (B, T, O)."""
-    if isinstance(y, (list, tuple)):
-        y, _ = pad_sequences(list(y))
-    y = np.asarray(y)
-    if classes:
-        if y.dtype.kind not in "iu" or y.shape != out_shape[:-1]:
-            raise ValueError(f"y: expected integer class ids of shape {out_shape[:-1]}, got {y.dtype.name}{y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= out_shape[-1]):
-            raise ValueError(f"y: expected class ids in [0, {out_shape[-1]}), got values in [{y.min()}, {y.max()}]")
-        return y
-    if y.shape == out_shape[:-1] and out_shape[-1] == 1:
-        y = y[..., None]
-    if y.shape != out_shape or y.dtype.kind not in "fiu":
-        raise ValueError(f"y: expected numbers of shape {out_shape}, got {y.dtype.name}{y.shape}")
-    y = y.astype(np.float64)
-    if not np.isfinite(y).all():
-        raise ValueError("y: contains NaN or Inf")
-    return y
-
-
-def counted_steps(model, out_shape, lengths, mask) -> np.ndarray | None:
-    """(B, T) bool of the per-step targets that count, or None for a many-to-one model (every one counts)."""
-    if model.many_to_one:
-        if mask is not None:
-            raise ValueError("mask: a many-to-one model has one target per sequence; a per-step mask does not apply")
-        return None
-    B, T = out_shape[:2]
-    counted = np.ones((B, T), bool) if lengths is None else np.arange(T)[None, :] < lengths[:, None]
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != (B, T) or mask.dtype != bool:
-            raise ValueError(f"mask: expected a bool array of shape {(B, T)}, got {mask.dtype.name}{mask.shape}")
-        counted = counted & mask
-    if not counted.any():
-        raise ValueError("mask: no step is counted (every target is masked out or past its sequence's length)")
-    return counted
 
 
 def regression_metrics(pred: np.ndarray, y: np.ndarray, counted=None) -> dict[str, float]:

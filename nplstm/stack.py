@@ -117,6 +117,7 @@ class StackCache(NamedTuple):
     order: np.ndarray | None   # (B,) sorting permutation, longest first; None if not ragged
     lengths: np.ndarray        # (B,) lengths in sorted order
     flip: tuple | None         # index pair that reverses each sequence within its length
+    dropout: list | None = None  # dropout between layers: the masks (B, T, D·H) as stack_forward was given them
 
 
 def batch_sizes_of(lengths: np.ndarray, T: int) -> list[int]:
@@ -130,13 +131,14 @@ def _flip(a, flip):
 
 
 def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict | None = None,
-                  record: dict | None = None):
+                  record: dict | None = None, dropout: list | None = None):
     """Forward through all layers and directions.
 
     x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T);
     workspace: a dict the caller keeps between calls, to reuse scratch arrays (None: fresh ones);
     record: None, or a dict that receives {prefix: {"a": (T, B, 4H)}}, each layer's and direction's
     pre-activations a_t, time-major, in the cache's row order and the direction's own time order.
+    dropout: None, or L-1 masks (B, T, D·H) that multiply the inputs of layers 1..L-1 (dropout between layers).
     Returns y (B, T, D·H) with zeros at padded steps, (h_n, c_n) each (L·D, B, H), StackCache.
     """
     B, T, _ = x.shape
@@ -154,8 +156,11 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     batch_sizes = batch_sizes_of(lengths, T)
     inp = x.transpose(1, 0, 2)               # (T, B, I), time-major
     rows = np.arange(B)
+    masks = _masks(dropout, order)
     caches, h_n, c_n = [], [], []
     for k in range(cfg.num_layers):
+        if masks is not None and k > 0:
+            inp = inp * masks[k - 1]         # dropout on the layer's input: h of the layer below, masked
         outs = []
         for d in range(D):
             pre = cfg.prefix(k, d)
@@ -179,7 +184,14 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
         y, h_n, c_n = y[unsort], h_n[:, unsort], c_n[:, unsort]
     else:
         y = y.copy()                         # its own memory: the workspace is reused next call
-    return y, (h_n, c_n), StackCache(caches, order, lengths, flip)
+    return y, (h_n, c_n), StackCache(caches, order, lengths, flip, dropout)
+
+
+def _masks(dropout, order):
+    """The dropout masks (B, T, D·H), batch-first in the caller's rows -> time-major (T, B, D·H) in sorted rows."""
+    if dropout is None:
+        return None
+    return [(m if order is None else m[order]).transpose(1, 0, 2) for m in dropout]
 
 
 def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, workspace: dict | None = None,
@@ -192,8 +204,9 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, w
     layer), time-major, in the cache's row order and the direction's own time order.
     Returns dx (B, T, I), (dh0, dc0) each (L·D, B, H), and grads keyed like params.
     """
-    caches, order, lengths, flip = cache
+    caches, order, lengths, flip, dropout = cache
     H, D = cfg.hidden_size, cfg.num_directions
+    masks = _masks(dropout, order)
     if order is not None:
         dy, dh_n, dc_n = dy[order], dh_n[:, order], dc_n[:, order]
     dout = dy.transpose(1, 0, 2)             # (T, B, D·H)
@@ -215,7 +228,7 @@ def stack_backward(dy, dh_n, dc_n, cache: StackCache, params, cfg: LSTMConfig, w
                 ws=_ws(workspace, pre + "backward"), da_out=da_out)
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
-        dout = dinp                          # (T, B, in) gradient into the layer below
+        dout = dinp if masks is None or k == 0 else dinp * masks[k - 1]   # backprop through the dropout mask
     dx = dout.transpose(1, 0, 2)
     dh0, dc0 = np.stack(dh0), np.stack(dc0)
     if order is not None:
@@ -231,7 +244,7 @@ def stack_internals(cache: StackCache, cfg: LSTMConfig) -> dict[str, dict[str, n
     (prefix "l0", "l0_reverse", ...); c and h are c_t and h_t after step t, in input time order.
     Padded steps hold zeros in c and h, and meaningless values in the gates.
     """
-    caches, order, _, flip = cache
+    caches, order, _, flip, _ = cache
     unsort = None if order is None else np.argsort(order)
     out = {}
     for (k, d, pre), c in zip(cfg.prefixes(), caches):

@@ -263,7 +263,7 @@ def japanese_file(tmp_path):
 def test_charlm_japanese_round_trip_and_entropies(japanese_file):
     task = make_task("charlm", path=str(japanese_file), T=20)
     text = japanese_file.read_text(encoding="utf-8")
-    assert task.vocab == tuple(sorted(set(text))) and "猫" in task.vocab and task.input_size == len(task.vocab)
+    assert task.vocab == tuple(sorted(set(text))) and "猫" in task.vocab and task.vocab_size == len(task.vocab)
     ids = task.encode(JAPANESE)
     assert len(ids) == len(JAPANESE) and task.decode(ids) == JAPANESE     # characters, not bytes
     with pytest.raises(ValueError, match="'犬'"):
@@ -279,7 +279,8 @@ def test_charlm_japanese_round_trip_and_entropies(japanese_file):
     assert h2 == pytest.approx(-np.mean([math.log((bi[a, b] + 1) / (first[a] + V)) for a, b in zip(held, held[1:])]))
 
     batch = task.batch(np.random.default_rng(10), 8)
-    assert batch.x.shape == (8, 20, V) and np.array_equal(ids_of(batch.x)[:, 1:], batch.y[:, :-1])
+    assert batch.x.shape == (8, 20) and batch.x.dtype == np.int64       # character ids, for the Embedding
+    assert np.array_equal(batch.x[:, 1:], batch.y[:, :-1]) and batch.x.max() < V
     test = task.test_set()
     assert np.array_equal(test.y[0], task.encode(held[1:21]))         # held-out text, shifted by one
 

@@ -218,8 +218,8 @@ def test_stream_carries_the_final_state_into_the_next_batch(monkeypatch):
     model = build_model(task, 8, num_layers=2, seed=0)
     calls, forward = [], model.lstm.forward
 
-    def spy(x, state=None, lengths=None):
-        y, state_n = forward(x, state, lengths)
+    def spy(x, state=None, lengths=None, dropout=None):
+        y, state_n = forward(x, state, lengths, dropout)
         if x.shape[0] == 4:                                          # training batches, not the test set
             calls.append((state, state_n))
         return y, state_n

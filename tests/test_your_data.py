@@ -103,6 +103,57 @@ def test_model_gradients_by_finite_differences(many_to_one, embed, dropout):
         assert not np.allclose(model.forward(x, lengths, rng=np.random.default_rng(0)), model.forward(x, lengths))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("many_to_one", [True, False])
+def test_dropout_between_stacked_layers_by_finite_differences(cell, many_to_one):
+    """Three layers, bidirectional, ragged: the masks on the inputs of layers 1 and 2 and on the head's
+    input, drawn from a fresh default_rng(0) in each forward, backpropagate exactly."""
+    rng = np.random.default_rng(11)
+    B, T, I, H = 3, 4, 2, 3
+    if cell == "lstm":
+        rnn = random_lstm(rng, I, H, num_layers=3, bidirectional=True)
+    else:
+        rnn = nplstm.GRU(I, H, num_layers=3, bidirectional=True, dtype=np.float64, seed=0)
+        rnn.params = {k: rng.normal(0, 0.5, v.shape) for k, v in rnn.params.items()}
+    model = Model(rnn, Linear(2 * H, 2, dtype=np.float64, seed=1), many_to_one=many_to_one, dropout=0.4)
+    x, lengths = rng.standard_normal((B, T, I)), np.array([4, 2, 3])
+    G = rng.standard_normal((B, 2) if many_to_one else (B, T, 2))
+
+    def loss():
+        return float((model.forward(x, lengths, rng=np.random.default_rng(0)) * G).sum())
+
+    loss()
+    dx = model.backward(G)
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    num = numeric_grad(loss, {**model.params, "x": x})
+    # relative to the largest gradient of the model: with masks that zero most paths into the upper layers,
+    # some arrays' gradients are ~1e-4, where central differences' own rounding (~1e-10) is 1e-6 of them
+    scale = max(np.abs(g).max() for g in grads.values())
+    for k, g in {**grads, "x": dx}.items():
+        assert np.abs(g - num[k]).max() / scale < 1e-7, k
+    masks = model.lstm._cache.dropout
+    assert len(masks) == 2 and all(m.shape == (B, T, 2 * H) for m in masks) and (masks[0] == 0).any()
+
+
+def test_dropout_between_layers_is_the_layers_run_one_by_one_on_masked_inputs():
+    rng = np.random.default_rng(3)
+    stacked = random_lstm(rng, 2, 3, num_layers=2)
+    x, lengths = rng.standard_normal((4, 5, 2)), np.array([5, 3, 1, 4])
+    mask = dropout_mask(rng, (4, 5, 3), 0.5, np.dtype(np.float64))
+    y, (h_n, _) = stacked.forward(x, lengths=lengths, dropout=[mask])
+    first, second = nplstm.LSTM(2, 3, dtype=np.float64), nplstm.LSTM(3, 3, dtype=np.float64)
+    first.params = {k[3:]: v for k, v in stacked.params.items() if k.startswith("l0.")}
+    second.params = {"l0." + k[3:]: v for k, v in stacked.params.items() if k.startswith("l1.")}
+    first.params = {"l0." + k: v for k, v in first.params.items()}
+    y1, _ = first.forward(x, lengths=lengths)
+    y2, (h2, _) = second.forward(y1 * mask, lengths=lengths)
+    assert np.allclose(y, y2, rtol=0, atol=1e-12) and np.allclose(h_n[1], h2[0], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"dropout: expected 1 mask\(s\)"):
+        stacked.forward(x, dropout=[mask, mask])
+    with pytest.raises(ValueError, match=r"dropout\[0\]: expected shape"):
+        stacked.forward(x, dropout=[mask[:, :2]])
+
+
 def test_dropout_off_equals_a_model_without_dropout():
     rng = np.random.default_rng(3)
     with_p = random_model(rng, dropout=0.5, many_to_one=False)

@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "FGR gate recurrence; --peephole and --no-forget-gate change it further")
     m.add_argument("--forget-bias", type=number(), help="initial forget-gate bias")
     m.add_argument("--bidirectional", action="store_true", help="a reverse direction too (per-step tasks)")
-    m.add_argument("--dropout", type=number(least=0, below=1), help="dropout before the head (training only)")
-    m.add_argument("--embedding-dim", type=integer(1), help="embedding size for token-id inputs (sequences)")
+    m.add_argument("--dropout", type=number(least=0, below=1),
+                   help="dropout between stacked layers and before the head (training only)")
+    m.add_argument("--embedding-dim", type=integer(1),
+                   help="embedding size for token-id inputs (charlm, sequences of ids; default 32)")
     t = p.add_argument_group("training")
     t.add_argument("--steps", type=integer(1), help="maximum updates")
     t.add_argument("--batch", type=integer(1, 10 ** 6), help="sequences per update")

@@ -17,7 +17,7 @@ from ..stack import stack_backward, stack_forward
 def lstm_forward(scache, params, cfg, x, h0, c0, lengths) -> None:
     """Raise AnomalyError at the first non-finite a_t, c_t or h_t of this forward, if there is one."""
     record = {}
-    stack_forward(params, x, h0, c0, lengths, cfg, None, record)
+    stack_forward(params, x, h0, c0, lengths, cfg, None, record, scache.dropout)
     for (k, d, pre), cache in zip(cfg.prefixes(), scache.caches):
         a = record[pre]["a"]
         T, B, _ = a.shape

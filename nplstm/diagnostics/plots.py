@@ -247,8 +247,12 @@ def run_figures(run: Run) -> dict[str, object]:
         figures["grad_norm"] = grad_norm_figure(run.history, run.config)
     figures.update(data_figures(run))
     x = one_test_sequence(run.task)
-    if run.model is not None and run.model.embedding is not None:
-        x = run.model.embedding.forward(x)   # token ids -> the vectors the LSTM reads
+    if x.dtype.kind in "iu":                 # token ids -> the vectors the LSTM reads
+        if run.model is not None and run.model.embedding is not None:
+            x = run.model.embedding.forward(x)
+        else:   # a charlm run from before the Embedding (one-hot inputs), or no checkpoint to embed with
+            I = run.config["model"]["input_size"]
+            x = np.eye(I, dtype=np.float32)[x % I]
     gru = run.config["model"].get("cell") == "gru"   # a GRU has no gates i, f, g, o or cell state to show
     if run.model is not None and not gru:
         lstm = run.model.lstm

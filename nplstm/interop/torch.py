@@ -169,7 +169,10 @@ def _model_to_torch(model: Model):
     if embedding is not None:
         embedding = torch.nn.Embedding(*embedding.params["W"].shape, dtype=dtype,
                                        _weight=torch.tensor(embedding.params["W"], dtype=dtype))
-    module = SequenceModel(to_torch(model.lstm), head, many_to_one=model.many_to_one, embedding=embedding,
+    rnn = to_torch(model.lstm)
+    if model.dropout and model.lstm.config.num_layers > 1:
+        rnn.dropout = model.dropout          # Model.dropout also acts between stacked layers, as nn.LSTM's dropout
+    module = SequenceModel(rnn, head, many_to_one=model.many_to_one, embedding=embedding,
                            dropout=getattr(model, "dropout", 0.0))
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(W.T.copy()))

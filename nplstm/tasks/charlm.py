@@ -29,8 +29,9 @@ def _read(path: str | None) -> str:
 class CharLM(Task):
     """Next-character prediction on a text: a character-level language model.
 
-    x: (B, T, V) float32 one-hot; y: (B, T) int64 the next character; mask: (B, T) all True;
-    V = len(vocab), the sorted distinct characters of the whole text.
+    x: (B, T) int64 character ids (the model embeds them: build_model gives a task with `vocab_size` an
+    Embedding, as it does your own token ids); y: (B, T) int64 the next character; mask: (B, T) all True;
+    V = vocab_size = len(vocab), the sorted distinct characters of the whole text.
 
     The text is split by position, the first 90% for training and the last 10% held out.
     `batch` draws random windows of T + 1 training characters; the test set tiles the held-out
@@ -66,6 +67,10 @@ class CharLM(Task):
 
     @property
     def input_size(self) -> int:
+        return 1                              # one character id per step
+
+    @property
+    def vocab_size(self) -> int:
         return len(self.vocab)
 
     @property
@@ -93,7 +98,7 @@ class CharLM(Task):
 
     def _windows(self, ids: np.ndarray, starts: np.ndarray) -> Batch:
         w = ids[starts[:, None] + np.arange(self.T + 1)]          # (B, T+1)
-        return Batch(one_hot(w[:, :-1], len(self.vocab)), w[:, 1:], np.ones((len(w), self.T), bool))
+        return Batch(w[:, :-1], w[:, 1:], np.ones((len(w), self.T), bool))
 
     def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
         starts = rng.integers(0, len(self.train_ids) - self.T, check_batch_size(self.name, batch_size))
@@ -146,7 +151,8 @@ def sample_text(model, vocab, *, prime: str = "", length: int = 500, temperature
                 seed: int = 0) -> str:
     """Generate `length` characters after `prime` from a charlm model, one step at a time.
 
-    model: a many-to-many Model over one-hot characters; vocab: its characters in id order.
+    model: a many-to-many Model over character ids (with an Embedding) or, as charlm runs before the
+    Embedding wrote them, over one-hot characters; vocab: its characters in id order.
     Each sampled character is fed back in with the carried (h, c) state; temperature < 1
     sharpens the distribution, > 1 flattens it.
     """
@@ -162,7 +168,8 @@ def sample_text(model, vocab, *, prime: str = "", length: int = 500, temperature
     ids = [index[ch] for ch in prime] or [index.get("\n", 0)]
     state, out = None, []
     for _ in range(length):
-        x = one_hot(np.array([ids]), len(vocab)).astype(model.dtype)   # (1, t, V)
+        x = np.array([ids])                                          # (1, t) ids
+        x = model.embedding.forward(x) if model.embedding is not None else one_hot(x, len(vocab)).astype(model.dtype)
         y, state = model.lstm.forward(x, state)
         logits = model.head.forward(y[:, -1]).astype(np.float64)[0] / temperature
         p = np.exp(logits - logits.max())
