@@ -4,7 +4,7 @@ The library (this level, NumPy only): ops (stable σ, softmax) -> lstm (one laye
 the fast engine) -> stack (layers, directions, ragged batches) -> layers (LSTM, Linear, Model
 shells); gru (PyTorch's GRU: core and shell); reference (the same cell written plainly, one step at a time: read this one); losses,
 optim, gradcheck; data and predict (your own data: windows, padding, standardisation; predict,
-evaluate, forecast); anomaly (detect_anomaly: the first NaN or Inf, explained); rnn (a plain tanh
+evaluate, forecast); grad (no_grad: inference mode); anomaly (detect_anomaly: the first NaN or Inf, explained); rnn (a plain tanh
 RNN, the baseline).
 
 The application, in sub-packages that `import nplstm` does not load: tasks (the papers'
@@ -13,6 +13,7 @@ diagnostics (the anomaly autopsy, gradient flow, plots, report, benchmark), inte
 and cli (the `nplstm` command).
 """
 from .anomaly import AnomalyError, NonFiniteError, detect_anomaly
+from .grad import is_grad_enabled, no_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .gru import GRU, gru_backward, gru_forward, gru_stack_backward, gru_stack_forward
 from .layers import LSTM, Embedding, Linear, Model, linear_backward, linear_forward
@@ -31,6 +32,6 @@ __all__ = [
     "mse", "softmax_cross_entropy", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm", "Embedding",
     "sigmoid", "softmax", "log_softmax", "lstm_forward", "lstm_backward",
     "stack_forward", "stack_backward", "init_params", "linear_forward", "linear_backward",
-    "detect_anomaly", "AnomalyError", "NonFiniteError",
+    "detect_anomaly", "AnomalyError", "NonFiniteError", "no_grad", "is_grad_enabled",
     "GRU", "gru_forward", "gru_backward", "gru_stack_forward", "gru_stack_backward",
 ]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
+from .grad import INFERENCE, check_cache, is_grad_enabled
 from .lstm import CHUNK, _fresh
 from .ops import sigmoid
 from .stack import LSTMConfig, StackCache, _flip, _masks, _ws, batch_sizes_of
@@ -334,7 +335,8 @@ class GRU:
                                                                            finite=True)
         dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * cfg.hidden_size), self.dtype)
         self._check_params()
-        y, h_n, self._cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout)
+        y, h_n, cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout)
+        self._cache = cache if is_grad_enabled() else INFERENCE   # (the GRU's forward itself is not slimmed yet)
         self._shapes = (y.shape, h_n.shape)
         return y, h_n
 
@@ -342,8 +344,7 @@ class GRU:
 
     def backward(self, dy: np.ndarray, dh_n: np.ndarray | None = None):
         """dy: (B, T, D·H); dh_n: (L·D, B, H) or None -> dx (B, T, I), dh_0 (L·D, B, H); replaces `grads`."""
-        if self._cache is None:
-            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        check_cache(self._cache)
         y_shape, s_shape = self._shapes
         dy = check_array("dy", dy, y_shape, self.dtype, finite=True)
         dh_n = np.zeros(s_shape, self.dtype) if dh_n is None else check_array("dh_n", dh_n, s_shape, self.dtype,

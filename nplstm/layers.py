@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import anomaly
+from .grad import INFERENCE, check_cache, is_grad_enabled
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .lstm import ACTIVATIONS, VANILLA, VARIANTS
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
@@ -91,8 +92,12 @@ class LSTM:
             check_array("state c_0", c0, (LD, B, H), self.dtype, finite=True)
         dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * H), self.dtype)
         self._check_params(finite=True)
-        y, state_n, self._cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace, dropout=dropout)
-        anomaly.check_lstm_forward(self._cache, self.params, cfg, x, h0, c0, lengths)
+        keep = is_grad_enabled() or anomaly.is_enabled()   # the anomaly autopsy reads the cache
+        y, state_n, cache = stack_forward(self.params, x, h0, c0, lengths, cfg, self._workspace, dropout=dropout,
+                                          keep=keep)
+        self._cache = cache if keep else INFERENCE
+        if keep:
+            anomaly.check_lstm_forward(cache, self.params, cfg, x, h0, c0, lengths)
         self._shapes = (y.shape, state_n[0].shape)
         return y, state_n
 
@@ -103,8 +108,7 @@ class LSTM:
 
         Returns dx (B, T, I) and (dh_0, dc_0); replaces `grads`.
         """
-        if self._cache is None:
-            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        check_cache(self._cache)
         y_shape, s_shape = self._shapes
         dy = check_array("dy", dy, y_shape, self.dtype, finite=True)
         if dstate is None:
@@ -126,6 +130,7 @@ class LSTM:
         """
         if self._cache is None:
             raise ValueError("internals() called before forward(): run the LSTM on some input first")
+        check_cache(self._cache, "internals()")
         return stack_internals(self._cache, self.config)
 
     def _check_params(self, finite: bool, when: str = ""):
@@ -173,7 +178,8 @@ class Linear:
         """x: (..., in) -> (..., out)."""
         check_array("x", x, (..., self.in_features), self.dtype, finite=True)
         W, b = self._checked_params()
-        y, self._cache = linear_forward(x, W, b)
+        y, cache = linear_forward(x, W, b)
+        self._cache = cache if is_grad_enabled() else INFERENCE
         anomaly.check_linear_forward(x, W, b, y)
         return y
 
@@ -181,8 +187,7 @@ class Linear:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (..., out) -> dx (..., in); replaces `grads`."""
-        if self._cache is None:
-            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        check_cache(self._cache)
         x = self._cache
         check_array("dy", dy, x.shape[:-1] + (self.out_features,), self.dtype, finite=True)
         W, _ = self._checked_params("changed between forward() and backward(): ")
@@ -238,15 +243,15 @@ class Embedding:
             raise ValueError(f"tokens: expected ids in [0, {self.num_embeddings}), got {int(bad)}")
         W = self.params["W"]
         check_array("params['W']", W, (self.num_embeddings, self.embedding_dim), self.dtype, finite=True)
-        y, self._cache = embedding_forward(tokens, W)
+        y, cache = embedding_forward(tokens, W)
+        self._cache = cache if is_grad_enabled() else INFERENCE
         return y
 
     __call__ = forward
 
     def backward(self, dy: np.ndarray) -> None:
         """dy: (B, T, E); replaces `grads` (there is no gradient with respect to integer ids)."""
-        if self._cache is None:
-            raise ValueError("backward() called before forward(): there is nothing to backpropagate through")
+        check_cache(self._cache)
         check_array("dy", dy, self._cache[0].shape + (self.embedding_dim,), self.dtype, finite=True)
         self.grads = embedding_backward(dy, self._cache)
 

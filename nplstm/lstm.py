@@ -81,7 +81,7 @@ class Cache(NamedTuple):
 
 def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True,
                  variant: Variant | None = None, R_gates=None, ws: Workspace | None = None,
-                 a_out: np.ndarray | None = None):
+                 a_out: np.ndarray | None = None, keep: bool = True):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0, c0: (B, H); W: (I, 4H); R: (H, 4H); b: (4H,);
@@ -91,7 +91,9 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     ws: a Workspace to take the cache's arrays from (None: fresh arrays).
     a_out: None, or a (T, B, 4H) array that receives the pre-activations a_t (peepholes included;
     the block of a removed gate is 0), for diagnostics; rows past n_t are left alone.
-    Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache.
+    keep: False is inference (nplstm.no_grad): no cache, and only a chunk of steps' gates in memory.
+    Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache; with keep=False,
+    h, c_n (B, H) (each row's state after its own last step) and None.
     Rows past n_t keep zeros in h[t+1], c[t+1]: the caller reads final states at each row's length.
     """
     v = Variant(peephole, forget_gate=forget_gate) if variant is None else variant
@@ -105,14 +107,16 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # step activates i, f and g together; `_tanh_to_sigmoid` then turns tanh(a/2) into σ(a).
     half = np.full(4 * H, 0.5, x.dtype)
     half[G * H:(G + 1) * H] = 1.0
-    x1 = alloc("x1", (T, B, x.shape[2] + 1), x.dtype)
-    x1[..., :-1], x1[..., -1] = x, 1.0       # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
-    Wb = np.concatenate([W, b[None]]) * half
-    # Trick 3, one GEMM for all steps: `z` starts as x_t W + b (halved) for every t; each step adds
-    # h_{t-1} R and activates its row in place, so after step t, z[t] holds the gates i, f, g, o.
-    z = alloc("gates", (T, B, 4 * H), x.dtype)
-    np.matmul(x1.reshape(T * B, -1), Wb, out=z.reshape(T * B, 4 * H))
-    z4 = z.reshape(T, B, 4, H)               # same memory, one gate per block
+    Wb = np.concatenate([W, b[None]]) * half  # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
+    # Trick 3, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
+    # each step adds h_{t-1} R and activates its row in place, so after step t, z[t] holds the gates
+    # i, f, g, o. Training keeps every step's z (the cache); inference reuses one chunk's worth.
+    S = max(1, min(T, CHUNK // (B * 4 * H)))
+    name = "" if keep else "inference "      # inference's small buffers do not evict training's
+    x1 = alloc(name + "x1", (T if keep else S, B, x.shape[2] + 1), x.dtype)
+    x1[..., -1] = 1.0
+    z = alloc(name + "gates", (T if keep else S, B, 4 * H), x.dtype)
+    z4 = z.reshape(z.shape[0], B, 4, H)      # same memory, one gate per block
     R_half = R * half
     if peephole == "diagonal":
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
@@ -124,60 +128,71 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     tanh_g = v.input_activation == "tanh"
     tanh_all = peephole is None and tanh_g   # one tanh call can activate all four blocks
     h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
-    c = alloc("c", (T + 1, B, H), x.dtype, zero=ragged)
-    tanh_c = alloc("tanh_c", (T, B, H), x.dtype, zero=ragged)
+    c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
+    tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     h[0], c[0] = h0, c0
     rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
-    for t, n in enumerate(batch_sizes):
-        a, a4 = z[t, :n], z4[t, :n]          # (n, 4H) and its (n, 4, H) view: a_t (halved), then the gates
-        a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
-        if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
-            gates_prev = z4[t - 1, :n][:, [I, F, O]].reshape(n, 3 * H)
-            a4[:, [I, F, O]] += (gates_prev @ Rg_half).reshape(n, 3, H)
-        c_prev, c_t = c[t, :n], c[t + 1, :n]
-        if peephole == "diagonal":           # i and f peek at c_{t-1}
-            a4[:, IF] += c_prev[:, None, :] * p_if
-        elif peephole == "full":
-            a[:, :2 * H] += c_prev @ p_if
-        if a_out is not None:                # undo the halving: diagnostics see a_t itself
-            np.divide(a, half, out=a_out[t, :n])
-            for q in unused:
-                a_out[t, :n, q * H:(q + 1) * H] = 0.0
-        i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
-        if tanh_all:                         # o does not wait for c_t: one tanh for all four blocks
-            np.tanh(a, out=a)
-            _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
-            _tanh_to_sigmoid(o)              # o_t
-        else:
-            k = 3 * H if tanh_g else 2 * H   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
-            np.tanh(a[:, :k], out=a[:, :k])
-            _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
-            if peephole is None:
+    gates_prev = None                        # FGR: [i, f, o] of step t-1, (n, 3H)
+    for s0 in range(0, T, S):
+        s1 = min(T, s0 + S)
+        k0 = s0 if keep else 0               # where this chunk's steps sit in x1 and z
+        x1[k0:k0 + s1 - s0, :, :-1] = x[s0:s1]
+        np.matmul(x1[k0:k0 + s1 - s0].reshape(-1, x1.shape[2]), Wb, out=z[k0:k0 + s1 - s0].reshape(-1, 4 * H))
+        for t in range(s0, s1):
+            n = batch_sizes[t]
+            a, a4 = z[k0 + t - s0, :n], z4[k0 + t - s0, :n]  # (n, 4H), its (n, 4, H) view: a_t (halved), then gates
+            a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
+            if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
+                a4[:, [I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H)
+            c_prev, c_t = (c[t, :n], c[t + 1, :n]) if keep else (c[0, :n], c[0, :n])
+            tanh_c_t = tanh_c[t, :n] if keep else tanh_c[0, :n]
+            if peephole == "diagonal":           # i and f peek at c_{t-1}
+                a4[:, IF] += c_prev[:, None, :] * p_if
+            elif peephole == "full":
+                a[:, :2 * H] += c_prev @ p_if
+            if a_out is not None:                # undo the halving: diagnostics see a_t itself
+                np.divide(a, half, out=a_out[t, :n])
+                for q in unused:
+                    a_out[t, :n, q * H:(q + 1) * H] = 0.0
+            i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
+            if tanh_all:                         # o does not wait for c_t: one tanh for all four blocks
+                np.tanh(a, out=a)
+                _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
+                _tanh_to_sigmoid(o)              # o_t
+            else:
+                k = 3 * H if tanh_g else 2 * H   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
+                np.tanh(a[:, :k], out=a[:, :k])
+                _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
+                if peephole is None:
+                    np.tanh(o, out=o)
+                    _tanh_to_sigmoid(o)          # o_t
+            if not v.input_gate:
+                i[...] = 1.0                     # NIG: i ≡ 1
+            if v.coupled:
+                np.subtract(1, i, out=f)         # CIFG: f = 1 - i
+            if v.forget_gate:
+                np.multiply(f, c_prev, out=c_t)  # f_t c_{t-1} (in inference c_t is c_{t-1}'s own memory)
+            else:
+                f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
+                c_t[...] = c_prev
+            c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
+            if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
+                o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
+                if a_out is not None and v.output_gate:
+                    np.multiply(o, 2, out=a_out[t, :n, O * H:])
                 np.tanh(o, out=o)
-                _tanh_to_sigmoid(o)          # o_t
-        if not v.input_gate:
-            i[...] = 1.0                     # NIG: i ≡ 1
-        if v.coupled:
-            np.subtract(1, i, out=f)         # CIFG: f = 1 - i
-        if v.forget_gate:
-            np.multiply(f, c_prev, out=c_t)  # f_t c_{t-1}
-        else:
-            f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
-            c_t[...] = c_prev
-        c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
-        if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
-            o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
-            if a_out is not None and v.output_gate:
-                np.multiply(o, 2, out=a_out[t, :n, O * H:])
-            np.tanh(o, out=o)
-            _tanh_to_sigmoid(o)              # o_t
-        if not v.output_gate:
-            o[...] = 1.0                     # NOG: o ≡ 1
-        if v.output_activation == "tanh":
-            np.tanh(c_t, out=tanh_c[t, :n])
-        else:
-            tanh_c[t, :n] = c_t              # NOAF: h_t = o_t c_t
-        np.multiply(o, tanh_c[t, :n], out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
+                _tanh_to_sigmoid(o)              # o_t
+            if not v.output_gate:
+                o[...] = 1.0                     # NOG: o ≡ 1
+            if v.output_activation == "tanh":
+                np.tanh(c_t, out=tanh_c_t)
+            else:
+                tanh_c_t[...] = c_t              # NOAF: h_t = o_t c_t
+            np.multiply(o, tanh_c_t, out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
+            if Rg_half is not None:
+                gates_prev = a4[:, [I, F, O]].reshape(n, 3 * H)   # a copy: the chunk's z is reused
+    if not keep:
+        return h, c[0], None
     return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
 
 

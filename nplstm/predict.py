@@ -11,6 +11,7 @@ import numpy as np
 
 from ._checks import check_int, check_lengths
 from .data import pad_sequences, prepare
+from .grad import no_grad
 from .losses import mse, softmax_cross_entropy
 from .ops import softmax
 
@@ -49,8 +50,10 @@ def outputs(model, x, lengths=None, batch_size: int = 256) -> np.ndarray:
     """The head's raw outputs on prepared inputs (see `inputs`), at most batch_size sequences at once."""
     batch_size = check_int("batch_size", batch_size)
     n = x.shape[0]
-    return np.concatenate([model.forward(x[i:i + batch_size], None if lengths is None else lengths[i:i + batch_size])
-                           for i in range(0, n, batch_size)])
+    with no_grad():                          # inference: no cache for a backward
+        return np.concatenate([model.forward(x[i:i + batch_size],
+                                             None if lengths is None else lengths[i:i + batch_size])
+                               for i in range(0, n, batch_size)])
 
 
 def predict(model, x, lengths=None, *, batch_size: int = 256) -> np.ndarray:

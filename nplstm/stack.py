@@ -131,7 +131,7 @@ def _flip(a, flip):
 
 
 def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict | None = None,
-                  record: dict | None = None, dropout: list | None = None):
+                  record: dict | None = None, dropout: list | None = None, keep: bool = True):
     """Forward through all layers and directions.
 
     x: (B, T, I); h0, c0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T);
@@ -139,6 +139,7 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     record: None, or a dict that receives {prefix: {"a": (T, B, 4H)}}, each layer's and direction's
     pre-activations a_t, time-major, in the cache's row order and the direction's own time order.
     dropout: None, or L-1 masks (B, T, D·H) that multiply the inputs of layers 1..L-1 (dropout between layers).
+    keep: False is inference (nplstm.no_grad): no cache kept, and the returned StackCache is None.
     Returns y (B, T, D·H) with zeros at padded steps, (h_n, c_n) each (L·D, B, H), StackCache.
     """
     B, T, _ = x.shape
@@ -169,13 +170,14 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
                                        params[pre + "W"], params[pre + "R"], params[pre + "b"],
                                        _peepholes(params, pre, cfg), batch_sizes=batch_sizes, variant=cfg.variant,
-                                       R_gates=params.get(pre + "R_gates"), ws=_ws(workspace, pre), a_out=a_out)
+                                       R_gates=params.get(pre + "R_gates"), ws=_ws(workspace, pre), a_out=a_out,
+                                       keep=keep)
             if record is not None:
                 record[pre] = {"a": a_out}
             caches.append(cache)
             outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
             h_n.append(h[lengths, rows])     # each row's state after its own last step
-            c_n.append(c[lengths, rows])
+            c_n.append(c[lengths, rows] if keep else c.copy())   # inference: c is already c_n (B, H)
         inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
     y = inp.transpose(1, 0, 2)               # (B, T, D·H)
     h_n, c_n = np.stack(h_n), np.stack(c_n)
@@ -184,7 +186,7 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
         y, h_n, c_n = y[unsort], h_n[:, unsort], c_n[:, unsort]
     else:
         y = y.copy()                         # its own memory: the workspace is reused next call
-    return y, (h_n, c_n), StackCache(caches, order, lengths, flip, dropout)
+    return y, (h_n, c_n), StackCache(caches, order, lengths, flip, dropout) if keep else None
 
 
 def _masks(dropout, order):

@@ -21,6 +21,8 @@ NO_SHAPES = {
     "NonFiniteError": "an exception: raised by the trainer and the optimizers, its message names what went non-finite",
     "GradcheckReport": "a result: worst relative errors (floats) per array name",
     "gradcheck": "takes any layer and its inputs, of whatever shapes that layer's forward takes",
+    "no_grad": "a context manager: it takes no arrays",
+    "is_grad_enabled": "a flag: it takes no arrays",
 }
 # A shape as the docstrings write them, (B, T, I), (4H,), (..., O), (L·D, B, H), or in words ("any shape").
 ITEM = r"(?:\.\.\.|[\w·+]+)"

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._checks import all_finite
 from ..anomaly import AnomalyError, NonFiniteError, detect_anomaly
+from ..grad import no_grad
 from ..layers import Model, variant_flags
 from ..losses import mse, softmax_cross_entropy
 from ..optim import SGD, Adam, AdamW, RMSprop, clip_grad_norm
@@ -103,9 +104,10 @@ def _finite_loss(loss: float, loss_fn) -> None:
 def evaluate(model: Model, task, test, eval_batch: int) -> dict[str, float]:
     """The task's test metrics plus "loss", running at most eval_batch sequences at once."""
     n = test.x.shape[0]
-    out = np.concatenate([model.forward(test.x[i:i + eval_batch],
-                                        lengths=None if test.lengths is None else test.lengths[i:i + eval_batch])
-                          for i in range(0, n, eval_batch)])
+    with no_grad():                          # inference: no cache for a backward
+        out = np.concatenate([model.forward(test.x[i:i + eval_batch],
+                                            lengths=None if test.lengths is None else test.lengths[i:i + eval_batch])
+                              for i in range(0, n, eval_batch)])
     loss, _ = LOSSES[task.loss](_finite_output(out, "test set"), test.y, test.mask)
     metrics = {"loss": loss, **{k: float(v) for k, v in task.evaluate(out, test).items()}}
     if "solved" not in metrics:
