@@ -98,39 +98,47 @@ def _per_gate(M: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(M.reshape(M.shape[0], 3, -1).transpose(1, 0, 2))
 
 
-def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None):
+def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True):
     """Run one direction over the whole sequence.
 
-    x: (T, B, I); h0: (B, H); W: (I, 3H); R: (H, 3H); b: (3H,); b_hn: (H,); ws: an lstm.Workspace or None.
-    Returns h (T+1, B, H), h[1:] the outputs (rows past n_t keep zeros), and the GRUCache.
+    x: (T, B, I); h0: (B, H); W: (I, 3H); R: (H, 3H); b: (3H,); b_hn: (H,); ws: an lstm.Workspace or None;
+    keep: False is inference (nplstm.no_grad): one chunk of steps' gates in memory, no cache.
+    Returns h (T+1, B, H), h[1:] the outputs (rows past n_t keep zeros), and the GRUCache (None if not keep).
     """
     T, B, I = x.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs
     alloc = _fresh if ws is None else ws.get
-    x1 = alloc("x1", (T, B, I + 1), x.dtype)
-    x1[..., :-1], x1[..., -1] = x, 1.0       # [x_t, 1] [W; b] = x_t W + b: the bias rides in the GEMM
-    # One (batched) GEMM for all steps: g[k, t] starts as x_t W_k + b_k and becomes gate k in place.
-    g = alloc("gates", (3, T, B, H), x.dtype)
-    np.matmul(x1.reshape(T * B, I + 1), _per_gate(np.concatenate([W, b[None]])), out=g.reshape(3, T * B, H))
-    hn = alloc("hn", (T, B, H), x.dtype, zero=ragged)
+    S = max(1, min(T, CHUNK // (B * 3 * H)))  # steps whose input projection is computed at once
+    name, rows = ("", T) if keep else ("inference ", S)   # inference's buffers hold one chunk
+    x1 = alloc(name + "x1", (rows, B, I + 1), x.dtype)
+    x1[..., -1] = 1.0                        # [x_t, 1] [W; b] = x_t W + b: the bias rides in the GEMM
+    # A (batched) GEMM per chunk of steps: g[k, t] starts as x_t W_k + b_k and becomes gate k in place.
+    g = alloc(name + "gates", (3, rows, B, H), x.dtype)
+    hn = alloc(name + "hn", (rows, B, H), x.dtype, zero=ragged)
     h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
     hR = alloc("hR", (3, B, H), x.dtype)     # h_{t-1} R_k for k = r, z, n, reused every step
-    R3 = _per_gate(R)
+    Wb3, R3 = _per_gate(np.concatenate([W, b[None]])), _per_gate(R)
     h[0] = h0
-    for t, n in enumerate(batch_sizes):
-        h_prev, h_t, hR_t, rz = h[t, :n], h[t + 1, :n], hR[:, :n], g[:2, t, :n]
-        np.matmul(h_prev, R3, out=hR_t)
-        rz += hR_t[:2]
-        sigmoid(rz, out=rz)                  # r, z
-        r, z, n_t, hn_t = g[R_, t, :n], g[Z_, t, :n], g[N_, t, :n], hn[t, :n]
-        np.add(hR_t[N_], b_hn, out=hn_t)     # hn = h_{t-1} R_n + b_hn
-        n_t += np.multiply(r, hn_t, out=h_t)  # a_n = x W_n + b_in + r hn (h_t as scratch)
-        np.tanh(n_t, out=n_t)                # n
-        np.subtract(h_prev, n_t, out=h_t)
-        h_t *= z
-        h_t += n_t                           # h = n + z (h_prev - n) = (1 - z) n + z h_prev
-    return h, GRUCache(x1, g, hn, h, tuple(batch_sizes))
+    for s0 in range(0, T, S):
+        s1 = min(T, s0 + S)
+        k0 = s0 if keep else 0               # where this chunk's steps sit in x1, g and hn
+        x1[k0:k0 + s1 - s0, :, :-1] = x[s0:s1]
+        np.matmul(x1[k0:k0 + s1 - s0].reshape(-1, I + 1), Wb3, out=g[:, k0:k0 + s1 - s0].reshape(3, -1, H))
+        for t in range(s0, s1):
+            n, j = batch_sizes[t], k0 + t - s0
+            h_prev, h_t, hR_t, rz = h[t, :n], h[t + 1, :n], hR[:, :n], g[:2, j, :n]
+            np.matmul(h_prev, R3, out=hR_t)
+            rz += hR_t[:2]
+            sigmoid(rz, out=rz)              # r, z
+            r, z, n_t, hn_t = g[R_, j, :n], g[Z_, j, :n], g[N_, j, :n], hn[j, :n]
+            np.add(hR_t[N_], b_hn, out=hn_t)  # hn = h_{t-1} R_n + b_hn
+            n_t += np.multiply(r, hn_t, out=h_t)  # a_n = x W_n + b_in + r hn (h_t as scratch)
+            np.tanh(n_t, out=n_t)            # n
+            np.subtract(h_prev, n_t, out=h_t)
+            h_t *= z
+            h_t += n_t                       # h = n + z (h_prev - n) = (1 - z) n + z h_prev
+    return h, GRUCache(x1, g, hn, h, tuple(batch_sizes)) if keep else None
 
 
 def _local_derivatives(g, hn, h_prev, k):
@@ -217,10 +225,12 @@ class GRUConfig:
                 zip(PARAMS, ((self.input_size if k == 0 else D * H, 3 * H), (H, 3 * H), (3 * H,), (H,)))}
 
 
-def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | None = None, dropout=None):
+def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | None = None, dropout=None,
+                      keep: bool = True):
     """Forward through all layers and directions.
 
-    x: (B, T, I); h0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T); workspace, dropout: as in stack.py.
+    x: (B, T, I); h0: (L·D, B, H); lengths: (B,) ints in [1, T] or None (all T); workspace, dropout, keep: as in
+    stack.py (keep=False: inference, and the StackCache returned is None).
     Returns y (B, T, D·H) with zeros at padded steps, h_n (L·D, B, H), and a stack.StackCache of GRUCaches.
     """
     B, T, _ = x.shape
@@ -241,16 +251,19 @@ def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | 
         for d in range(D):
             pre = cfg.prefix(k, d)
             h, cache = gru_forward(inp if d == 0 else _flip(inp, flip), h0[k * D + d],
-                                   *(params[pre + p] for p in PARAMS), batch_sizes=batch_sizes, ws=_ws(workspace, pre))
+                                   *(params[pre + p] for p in PARAMS), batch_sizes=batch_sizes, ws=_ws(workspace, pre),
+                                   keep=keep)
             caches.append(cache)
             outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
             h_n.append(h[lengths, rows])     # each row's state after its own last step
         inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
     y, h_n = inp.transpose(1, 0, 2), np.stack(h_n)
     if order is None:
-        return y.copy(), h_n, StackCache(caches, order, lengths, flip, dropout)  # y: its own memory, not the workspace's
-    unsort = np.argsort(order)
-    return y[unsort], h_n[:, unsort], StackCache(caches, order, lengths, flip, dropout)
+        y = y.copy()                         # its own memory, not the workspace's
+    else:
+        unsort = np.argsort(order)
+        y, h_n = y[unsort], h_n[:, unsort]
+    return y, h_n, StackCache(caches, order, lengths, flip, dropout) if keep else None
 
 
 def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, workspace: dict | None = None):
@@ -335,8 +348,9 @@ class GRU:
                                                                            finite=True)
         dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * cfg.hidden_size), self.dtype)
         self._check_params()
-        y, h_n, cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout)
-        self._cache = cache if is_grad_enabled() else INFERENCE   # (the GRU's forward itself is not slimmed yet)
+        keep = is_grad_enabled()
+        y, h_n, cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout, keep)
+        self._cache = cache if keep else INFERENCE
         self._shapes = (y.shape, h_n.shape)
         return y, h_n
 

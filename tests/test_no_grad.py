@@ -32,6 +32,20 @@ def test_no_grad_gives_the_same_bits(name, flags, dtype):
     assert np.array_equal(y, y2) and np.array_equal(h_n, h2) and np.array_equal(c_n, c2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_grad_gives_the_same_bits_for_the_gru(dtype):
+    rng = np.random.default_rng(1)
+    gru = nplstm.GRU(3, 64, num_layers=2, bidirectional=True, dtype=dtype, seed=0)
+    gru.params = {k: rng.normal(0, 0.5, v.shape).astype(dtype) for k, v in gru.params.items()}
+    x, lengths = rng.standard_normal((70, 23, 3)).astype(dtype), rng.integers(1, 24, 70)
+    h0 = rng.standard_normal((4, 70, 64)).astype(dtype)
+    assert nplstm.lstm.CHUNK // (70 * 3 * 64) < 23                 # more than one chunk of steps
+    y, h_n = gru.forward(x, h0, lengths)
+    with nplstm.no_grad():
+        y2, h2 = gru.forward(x, h0, lengths)
+    assert np.array_equal(y, y2) and np.array_equal(h_n, h2)
+
+
 def test_a_backward_after_no_grad_says_why():
     model = nplstm.Model(nplstm.LSTM(2, 4, seed=0), nplstm.Linear(4, 1, seed=1), many_to_one=True)
     gru = nplstm.GRU(2, 4, seed=0)
