@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from ..layers import LSTM
+from ..lstm import CHUNK
 
 SIZES = {  # (B, T, I, H)
     "default": [(1, 100, 8, 32), (16, 100, 16, 64), (64, 100, 32, 128), (32, 50, 64, 256),
@@ -75,8 +76,11 @@ def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
     hs, rec = rng.random((T * B, H), dtype=np.float32), np.empty((B, 4 * H), np.float32)
     dh, W_T = np.empty((B, H), np.float32), np.ascontiguousarray(W.T)
 
+    S = max(1, min(T, CHUNK // (B * 4 * H)))  # lstm.py projects a chunk of S steps' inputs at once
+
     def step():
-        x2 @ W                               # input projections
+        for s0 in range(0, T, S):
+            x2[s0 * B:(s0 + S) * B] @ W      # input projections
         for _ in range(T):
             np.matmul(h, R, out=rec)         # forward recurrence
         if forward_only:
