@@ -2,7 +2,7 @@
 
 Two cells: the vanilla LSTM (diagonal peepholes), which exports as ONNX's LSTM operator and runs in
 ONNX Runtime's fused kernel, and full peepholes, which export as a Scan over elementary ops. One
-process, the four functions of a size called in turn every round (nplstm.diagnostics.bench.interleaved),
+process, the four functions of a size called in turn every round (nplstm.diagnostics.timing.interleaved),
 medians. ONNX Runtime gets as many intra-op threads as NumPy's BLAS has (--threads to change it).
 
 Run:  python benchmarks/onnx_inference.py [--repeat N] [--threads N] [--json PATH]
@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nplstm import LSTM
-from nplstm.diagnostics.bench import interleaved
+from nplstm.diagnostics.timing import interleaved
 from nplstm.interop.onnx import export
 
 SIZES = [(1, 100, 8, 32), (64, 100, 32, 128), (64, 100, 128, 512)]   # (B, T, I, H)

@@ -190,7 +190,83 @@ def sine_model(seed_: int = 0):
     return x.T[None].astype(np.float32), target.T[None].astype(np.float32), model
 
 
+def run_passes(steps: int, epochs: int, *, carry: bool, gamma: float = 0.1) -> dict:
+    """The reproduction's loop (alpha = 0.1), `epochs` passes of `steps` steps, until the output is NaN.
+
+    carry=True: each pass continues from the last weight copy (what examples/seed_lstm.py does); False: each
+    pass starts again from copy 0, the other literal reading of the question's loop (copies 1..S are rewritten
+    from it). The state h, c wraps around in both (defect 8). Returns nan (pass, t) or None, vv (max |vv[t+1]|
+    after each step of pass 0) and passes, one dict per pass: max_vv, mean_o, closed (units whose output gate
+    stayed below 0.01 all pass), sum_h (min, max of sum_j h_t[j]).
+    """
+    x, target = seed.sine_windows(steps, 8)
+    net = seed.make_net(8, steps)
+    r = {"nan": None, "vv": [], "passes": []}
+    for epoch in range(epochs):
+        for t in range(steps):
+            seed_step_quiet(net, x, target, t)
+            if epoch == 0:
+                r["vv"].append(float(np.abs(net.vv[t + 1]).max()))
+            if np.isnan(net.y[:, t]).any():
+                r["nan"] = (epoch, t)
+                return r
+        sum_h = net.h.sum(axis=0)
+        r["passes"].append({"max_vv": float(np.abs(net.vv).max()), "mean_o": float(net.o.mean()),
+                            "closed": int((net.o.max(axis=1) < 0.01).sum()),
+                            "sum_h": (float(sum_h.min()), float(sum_h.max()))})
+        if carry:                                               # the last copy starts the next pass
+            for name in ("w", "u", "v"):
+                getattr(net, name)[:, 0] = getattr(net, name)[:, steps]
+            net.vv[0], net.b[:, :, 0], net.d1[:, 0] = net.vv[steps], net.b[:, :, steps], net.d1[:, steps]
+    return r
+
+
 # --- the demonstrations ---------------------------------------------------------------------------------
+
+def demo_readings() -> dict:
+    """When the NaN comes depends on two choices the question leaves open; the growth per step does not.
+
+    Returns runs {(S, carry): run_passes(...)} for S in 50, 100, 200, 430 over 20 passes, growth (median,
+    min, max of |vv| after a step over |vv| before it, steps 20..99 of pass 0, S = 100) and
+    nan_steps (the sorted step counts at which the runs that reached NaN did), shut_from (the pass from which, S = 100
+    from copy 0, some output gates stay shut) and gain (the range of the output layer's gain from then on).
+    """
+    print("S, the steps per pass, and where a pass starts are not in the question; "
+          "20 passes of each, alpha = gamma = 0.1")
+    print(f"  {'S':>4}  {'each pass from the last copy':<34}{'each pass from copy 0 (copies 1..S rewritten)'}")
+    runs = {}
+    for S in (50, 100, 200, 430):
+        cells = []
+        for carry in (True, False):
+            r = runs[S, carry] = run_passes(S, 20, carry=carry)
+            if r["nan"]:
+                e, t = r["nan"]
+                cells.append(f"NaN in pass {e}, t = {t} (step {e * S + t})")
+            else:
+                cells.append(f"no NaN; max |vv| {r['passes'][0]['max_vv']:.2g} after pass 0, "
+                             f"{r['passes'][-1]['max_vv']:.2g} after pass 19")
+        print(f"  {S:>4}  {cells[0]:<34}{cells[1]}")
+    vv = np.array(runs[100, True]["vv"])                        # pass 0 is the same in both readings
+    ratios = vv[20:] / vv[19:-1]
+    growth = (float(np.median(ratios)), float(ratios.min()), float(ratios.max()))
+    steps = sorted(r["nan"][0] * S + r["nan"][1] for (S, _), r in runs.items() if r["nan"])
+    print(f"what does not depend on them: in pass 0, |vv| grows by a factor {growth[0]:.2f} per step "
+          f"(steps 20..99, range {growth[1]:.2f} to {growth[2]:.2f}), and every NaN above comes "
+          f"{steps[0]} to {steps[-1]} steps after the start, whichever pass that falls in")
+    passes = runs[100, False]["passes"]
+    first = next(k for k in range(len(passes)) if all(p["closed"] for p in passes[k:]))
+    lo, hi = min(p["sum_h"][0] for p in passes[first:]), max(p["sum_h"][1] for p in passes[first:])
+    gain = sorted(1 - 0.1 * (1 + v ** 2) for v in (lo, hi))
+    print(f"from copy 0 (S = 100): from pass {first} on, {passes[first]['closed']} of 8 output gates stay shut "
+          f"(mean o {passes[first]['mean_o']:.3f}), sum_j h_t[j] stays within {lo:.2f} to {hi:.2f}, so the output "
+          f"layer's gain 1 - 0.1 (1 + (sum h)^2) stays within {gain[0]:.2f} to {gain[1]:.2f}, inside (-1, 1): "
+          f"vv stops growing")
+    e, t = runs[100, True]["nan"]
+    print(f"[readings] defect: NaN in pass {e} (S = 100, from the last copy), none in 20 passes from copy 0 | "
+          f"growth {growth[0]:.2f} per step in both")
+    return {"runs": runs, "growth": growth, "nan_steps": steps, "shut_from": first, "gain": tuple(gain)}
+
+
 
 def demo_gradcheck() -> dict:
     """The question's backward against finite differences: as written, each fix left out, all fixed; nplstm.
@@ -365,7 +441,8 @@ def demo_shared_weights() -> dict:
     """One matrix is used at every step, so its gradient is the sum of every step's term.
 
     Returns report (gradcheck of the summed gradient), last_off, biggest_off (one step's term of u against the sum,
-    relative) and drift (max |w[:, S] - w[:, 0]| after one pass of the reproduction).
+    relative), drift (max |w[:, S] - w[:, 0]| after one pass of the reproduction) and overrun (t, message) of the
+    IndexError the last step raises when the weight copies have S slots instead of S+1.
     """
     S, H = 100, 8
     print(f"the question keeps a copy per step: w, u, v of shape (4, S+1, H, H) = {4 * (S + 1) * H * H} numbers "
@@ -386,9 +463,24 @@ def demo_shared_weights() -> dict:
     drift = float(np.abs(r["net"].w[:, S] - start).max())
     print(f"in the reproduction the copies are the history of one matrix, changed at every step: after one pass "
           f"max |w[:, S] - w[:, 0]| = {drift:.3g}, for entries drawn from N(0, 0.1)")
+    # the update writes copy t+1, so at t = S-1 it writes copy S: sized S like every other array, it fails
+    net = seed.make_net(8, S)
+    for name in ("w", "u", "v", "vv"):
+        setattr(net, name, getattr(net, name)[:S] if name == "vv" else getattr(net, name)[:, :S])
+    net.b, net.d1 = net.b[..., :S], net.d1[..., :S]
+    x, target = seed.sine_windows(S, 8)
+    try:
+        for t in range(S):
+            seed_step_quiet(net, x, target, t)
+        overrun = None
+    except IndexError as err:
+        overrun = (t, str(err))
+    print(f"and they need S+1 slots: w[:, t+1] at t = S-1 writes copy S; with w, u, v, b, vv, d1 of S slots, like "
+          f"the other arrays, step t = {overrun[0]} raises IndexError: {overrun[1]}")
     print(f"[shared_weights] defect: {4 * (S + 1) * H * H} numbers per matrix, one step's term off by "
-          f"{rel(last):.0%} | fix: one matrix, gradients summed over t, gradcheck {report.worst:.1e}")
-    return {"report": report, "last_off": rel(last), "biggest_off": rel(biggest), "drift": drift}
+          f"{rel(last):.0%}, S+1 copies needed | fix: one matrix, gradients summed over t, "
+          f"gradcheck {report.worst:.1e}")
+    return {"report": report, "last_off": rel(last), "biggest_off": rel(biggest), "drift": drift, "overrun": overrun}
 
 
 def demo_update_in_loop() -> dict:
@@ -413,8 +505,9 @@ def demo_update_in_loop() -> dict:
     print(f"  the same pass with the final weights frozen: {frozen:.3f}; the output then varies over t by {spread:.1e}")
     zero = float(np.mean(target ** 2))
     print(f"  (predicting 0 all the time gives {zero:.3f})")
-    print("the correct gradient at step t needs dL/dh_t and dL/dc_t from steps t+1..S, which a forward loop has "
-          "not computed yet; so: forward over the sequence, backward from t = S-1 to 0, then one update")
+    print("online updates are not the defect (RTRL computes the gradient forward in time and can update online); "
+          "the question's per-step gradient is neither BPTT's nor RTRL's, and each update writes a new copy instead "
+          "of changing the one shared matrix")
     print(f"[update_in_loop] defect: error {in_loop:.3f} while updating, {frozen:.3f} frozen, output constant "
           f"({spread:.1e}) | fix: update once per sequence, after the backward pass")
     return {"in_loop": in_loop, "frozen": frozen, "spread": spread, "zero": zero}
@@ -469,20 +562,89 @@ def demo_overflow() -> dict:
     return {"table": table, "nan": r["nan"]}
 
 
+def sigmoid_where(x):
+    """A relative-accurate sigmoid, as often suggested: each branch in its safe form. np.where evaluates both
+    branches everywhere, so exp overflows (and warns) for |x| > 88.7 in float32."""
+    return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+
+
+def sigmoid_branchless(x):
+    """exp(min(x, 0)) / (1 + exp(-|x|)): both exponentials are at most 1, so nothing overflows, and each branch's
+    value is computed without cancellation: relative error of a few ulps for every x."""
+    num = np.minimum(x, 0)
+    np.exp(num, out=num)
+    den = np.abs(x)
+    np.negative(den, out=den)
+    np.exp(den, out=den)
+    den += 1
+    num /= den
+    return num
+
+
+def demo_sigmoid(runs: int = 5) -> dict:
+    """nplstm.sigmoid = 0.5 + 0.5 tanh(x/2): no overflow, a tiny absolute error, no relative accuracy for x << 0.
+
+    Returns accuracy {(dtype, form): (max absolute error on [-40, 40], max relative error for x < 0, largest x
+    that gives exactly 0 or None)}, at_minus_30 {dtype: value of nplstm.sigmoid(-30)} and cost {(shape, form): the
+    time over nplstm.sigmoid's, one per interleaved run} (float32; `runs` runs, 0 for none).
+    """
+    import timeit
+    forms = {"nplstm.sigmoid": nplstm.sigmoid, "np.where form": sigmoid_where,
+             "exp(min(x,0))/(1+exp(-|x|))": sigmoid_branchless}
+    accuracy, at_minus_30 = {}, {}
+    print(f"  {'dtype':<8}{'form':<30}{'max abs error':>14}{'max rel error, x < 0':>22}  exactly 0 from")
+    for dtype in (np.float32, np.float64):
+        x = np.linspace(-40, 40, 80001).astype(dtype)           # steps of 1e-3
+        exact = 1 / (1 + np.exp(-x.astype(np.longdouble)))     # the same x, in extended precision
+        for name, f in forms.items():
+            with np.errstate(all="ignore"):
+                y = f(x).astype(np.longdouble)
+            err = np.abs(y - exact)
+            zero = x[y == 0]
+            row = (float(err.max()), float((err / exact)[x < 0].max()), float(zero.max()) if zero.size else None)
+            accuracy[np.dtype(dtype).name, name] = row
+            print(f"  {np.dtype(dtype).name:<8}{name:<30}{row[0]:14.2g}{row[1]:22.2g}  "
+                  f"{'never' if row[2] is None else f'x <= {row[2]:.2f}'}")
+        at_minus_30[np.dtype(dtype).name] = float(nplstm.sigmoid(np.array([-30.0], dtype))[0])
+    print(f"  sigma(-30) = 1/(1 + e^30) = {1 / (1 + np.exp(30.0)):.3g}; nplstm.sigmoid gives "
+          f"{at_minus_30['float32']:.3g} in float32, {at_minus_30['float64']:.3g} in float64")
+    cost = {}
+    rng = np.random.default_rng(0)
+    for shape in ((64, 512), (64 * 100, 512)):
+        x = (4 * rng.standard_normal(shape)).astype(np.float32)  # gate pre-activations of a (B, H) or (B·T, H) block
+        n = 300 if shape[0] == 64 else 5
+        for _ in range(runs):                                      # interleaved: every form in every run
+            t = {name: min(timeit.repeat(lambda f=f: f(x), number=n, repeat=3)) / n for name, f in forms.items()}
+            for name in list(forms)[1:]:
+                cost.setdefault((shape, name), []).append(t[name] / t["nplstm.sigmoid"])
+        for name in list(forms)[1:]:
+            if runs:
+                r = cost[shape, name]
+                print(f"  {str(shape):<12} float32, {name:<28} / nplstm.sigmoid: median {np.median(r):.2f} "
+                      f"over {runs} interleaved runs ({', '.join(f'{v:.2f}' for v in r)})")
+    a32 = accuracy["float32", "nplstm.sigmoid"]
+    print(f"[sigmoid] defect: float32 absolute error {a32[0]:.2g} but 0 from x <= {a32[2]:.2f} "
+          f"(relative error 1) | fix: where relative accuracy matters, a branch-safe form, at a cost")
+    return {"accuracy": accuracy, "at_minus_30": at_minus_30, "cost": cost}
+
+
 def demo_clipping() -> dict:
     """A fixed, too large learning rate without clipping: nplstm itself diverges, and the detector says where.
 
-    Returns stopped (the update the AnomalyError stopped, None if none), error (its printed message), and loss
-    (after 200 clipped updates).
+    Returns stopped (the update the AnomalyError stopped, None if none), error (its printed message), growth (of the
+    gradient norm per update, median of the last 20), size (max |.| of head.b, head.W, lstm.l0.R when it stopped),
+    cosine (the largest between successive gradients of head.b over the last 11 updates),
+    lr1 (the mse before update 200 of unclipped SGD at lr = 1) and loss (of the 200th clipped update at lr = 10).
     """
     x, target, model = sine_model()
-    opt, norms, stopped, error = nplstm.SGD(10.0), [], None, None
+    opt, norms, heads, stopped, error = nplstm.SGD(10.0), [], [], None, None
     try:
         with nplstm.detect_anomaly():
             for step in range(1, 201):
                 loss, dpred = nplstm.mse(model.forward(x), target)
                 model.backward(dpred)
                 norms.append(nplstm.clip_grad_norm(model.grads, np.inf))   # the norm only: no clipping
+                heads = [*heads[-10:], model.grads["head.b"].astype(np.float64)]  # the last 11 updates' gradients
                 opt.step(model.params, model.grads)
     except nplstm.AnomalyError as err:
         stopped = step
@@ -490,6 +652,22 @@ def demo_clipping() -> dict:
                                  grad_norms=norms[-5:], params=model.params)
         error = str(err)
         print(err)
+    growth = float(np.median(np.array(norms[-20:]) / np.array(norms[-21:-1])))
+    size = {k: float(np.abs(model.params[k]).max()) for k in ("head.b", "head.W", "lstm.l0.R")}
+    cosine = max(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(heads, heads[1:]))
+    print(f"\nthe gradient norm grew by a factor {growth:.2f} per update (median of the last 20); largest weights: "
+          + ", ".join(f"|{k}| {v:.2g}" for k, v in size.items()))
+    print(f"each of the last 10 gradients of head.b points opposite to the one before (cosine at most {cosine:.2f}): "
+          f"each step overshoots the minimum by more than it corrects")
+    x, target, model = sine_model()
+    opt = nplstm.SGD(1.0)
+    for step in range(1, 201):
+        loss, dpred = nplstm.mse(model.forward(x), target)
+        model.backward(dpred)
+        opt.step(model.params, model.grads)
+    small = float(loss)
+    print(f"the same SGD without clipping at lr = 1: 200 updates, all finite, mse {small:.3g} before update 200 "
+          f"(a step small enough for the curvature of the loss)")
     x, target, model = sine_model()
     opt = nplstm.SGD(10.0)
     with nplstm.detect_anomaly():
@@ -498,19 +676,21 @@ def demo_clipping() -> dict:
             model.backward(dpred)
             nplstm.clip_grad_norm(model.grads, 1.0)
             opt.step(model.params, model.grads)
-    print(f"\nthe same SGD(lr=10) with clip_grad_norm(grads, 1.0): 200 updates, all finite, loss {loss:.3g}")
-    print("(finite, but no better than predicting 0, which gives 0.5: clipping stops the blow-up; "
+    print(f"the same SGD(lr=10) with clip_grad_norm(grads, 1.0): 200 updates, all finite, loss {loss:.3g}")
+    print("(finite, but worse than predicting 0, which gives 0.5: clipping stops the blow-up; "
           "it does not make a learning rate of 10 a good one)")
     result = "no anomaly" if stopped is None else f"AnomalyError at update {stopped}"
     print(f"[clipping] defect: SGD lr 10 without clipping: {result} | fix: clipped, 200 updates finite, "
           f"loss {loss:.3g}")
-    return {"stopped": stopped, "error": error, "loss": float(loss)}
+    return {"stopped": stopped, "error": error, "loss": float(loss), "growth": growth, "size": size,
+            "cosine": cosine, "lr1": small}
 
 
 def demo_fixed_seed_layout() -> dict:
     """The question's layout with all five fixes, its own settings (alpha = 0.1, e_o = y - T): clipping decides.
 
-    Returns (loss, gradient norm) of the last update, unclipped (after 30) and clipped (after 300).
+    Returns (loss, gradient norm) of the last update, unclipped (update 30) and clipped (update 300); the loss of
+    update N is measured by its forward pass, before the update is applied.
     """
     x, target = seed.sine_windows(100, 8)
     print("SeedLayer(fixes=ALL): one set of weights, backward from t = S-1 to 0, one update per pass;")
@@ -528,43 +708,79 @@ def demo_fixed_seed_layout() -> dict:
                 if step in shown:
                     line.append(f"{step}: {loss:.3g}")
         results[clip] = (loss, norm)
-        print(f"  {'no clipping' if clip is None else 'clip_grad_norm 1.0':<18} mse after update " + ", ".join(line)
+        print(f"  {'no clipping' if clip is None else 'clip_grad_norm 1.0':<18} mse before update " + ", ".join(line)
               + f"  (gradient norm {norm:.3g})")
     (lost, _), (kept, _) = results[None], results[1.0]
-    print(f"[fixed_seed_layout] defect: correct gradients, no clipping: mse {lost:.3g} after 30 updates | "
-          f"fix: clipped, mse {kept:.3g} after 300 updates")
+    print(f"[fixed_seed_layout] defect: correct gradients, no clipping: mse {lost:.3g} before update 30 | "
+          f"fix: clipped, mse {kept:.3g} before update 300")
     return {"unclipped": results[None], "clipped": results[1.0]}
 
 
-def demo_fixed() -> dict:
-    """The corrected version: nplstm, Adam and clipping, on the same data, one update per pass.
-
-    Returns the mean squared errors trained (after 500 updates), unseen (windows shifted by half a step) and
-    no_change (predicting y_t = x_t).
-    """
-    x, target, model = sine_model()
+def train_adam(model, x, target, updates: int = 500, shown=()) -> float:
+    """Adam(1e-2), clip_grad_norm 1.0, one update per pass; prints and returns the loss of each update in `shown`
+    (measured by that update's forward pass, before the update). Returns the loss of the last update."""
     opt = nplstm.Adam(1e-2)
-    copy = float(np.mean((x - target) ** 2))                   # predict "no change": y_t = x_t
-    print(f"the same 8-wide sine windows, 100 steps; predicting 'no change' (y_t = x_t) gives mse {copy:.4f}")
-    print("nplstm.Model(LSTM(8, 8, peephole='full'), Linear(8, 8)), Adam(1e-2), clip_grad_norm 1.0, "
-          "one update per pass:")
-    for step in range(1, 501):
+    for step in range(1, updates + 1):
         loss, dpred = nplstm.mse(model.forward(x), target)
         model.backward(dpred)
         nplstm.clip_grad_norm(model.grads, 1.0)
         opt.step(model.params, model.grads)
-        if step in (1, 10, 50, 100, 200, 300, 400, 500):
-            print(f"  update {step:3d}  mse {loss:.2e}")
+        if step in shown:
+            print(f"  before update {step:3d}  mse {loss:.2e}")
+    return float(loss)
+
+
+def least_squares(x, target):
+    """The best affine map y = x A + b in float64: x (N, I), target (N, O) -> (A, b)."""
+    X = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+    return coef[:-1], coef[-1]
+
+
+def demo_fixed() -> dict:
+    """The corrected version: nplstm, Adam and clipping, one update per pass; and what a linear map does.
+
+    Returns the mean squared errors trained (before update 500), unseen (windows shifted by half a step),
+    no_change (predicting y_t = x_t), linear (train, unseen: the least-squares affine map of x_t), and one value per
+    step (I = 1): memory (trained, unseen for the LSTM) and memory_linear (train, unseen for the affine map of x_t).
+    """
+    x, target, model = sine_model()
+    copy = float(np.mean((x - target) ** 2))                   # predict "no change": y_t = x_t
+    print(f"the same 8-wide sine windows, 100 steps; predicting 'no change' (y_t = x_t) gives mse {copy:.4f}")
+    print("nplstm.Model(LSTM(8, 8, peephole='full'), Linear(8, 8)), Adam(1e-2), clip_grad_norm 1.0, "
+          "one update per pass:")
+    loss = train_adam(model, x, target, shown=(1, 10, 50, 100, 200, 300, 400, 500))
     # the period, 25 steps, divides 100: every window of the wave at whole steps was in the training data.
     # Shifted by half a step, the wave gives windows the model has never seen.
     s = np.sin(2 * np.pi * (np.arange(108) + 0.5) / 25.0)
-    xs = np.stack([s[k:k + 8] for k in range(101)], axis=1)
+    xs = np.stack([s[k:k + 8] for k in range(101)], axis=1)    # (8, 101), float64
     unseen = model.forward(xs[:, :-1].T[None].astype(np.float32))
     unseen_mse = float(np.mean((unseen - xs[:, 1:].T[None]) ** 2))
     print(f"on the wave shifted by half a step (windows not in the training data): mse {unseen_mse:.2e}")
-    print(f"[fixed] defect: none | fix: mse {loss:.2e} after 500 updates, {unseen_mse:.2e} on unseen windows, "
-          f"'no change' {copy:.4f}")
-    return {"trained": float(loss), "unseen": unseen_mse, "no_change": copy}
+    # a linear map needs no memory here: y_t[:7] = x_t[1:], and y_t[7] = s_(t+8) = 2 cos(2 pi/25) s_(t+7) - s_(t+6)
+    xw, tw = seed.sine_windows(100, 8)                          # the same windows in float64, (8, 100)
+    A, b = least_squares(xw.T, tw.T)
+    linear = (float(np.mean((xw.T @ A + b - tw.T) ** 2)), float(np.mean((xs[:, :-1].T @ A + b - xs[:, 1:].T) ** 2)))
+    print(f"the least-squares affine map y_t = x_t A + b (float64): mse {linear[0]:.1e} on the training windows, "
+          f"{linear[1]:.1e} on the shifted ones: this data needs no LSTM")
+    # one value per step: s_(t+1) depends on s_t and on the phase, which only the past tells
+    s1, s1u = (np.sin(2 * np.pi * (np.arange(101) + shift) / 25.0) for shift in (0.0, 0.5))
+    x1, y1 = s1[None, :-1, None].astype(np.float32), s1[None, 1:, None].astype(np.float32)
+    print("one value per step instead (I = 1: x_t = s_t, target s_(t+1)), "
+          "nplstm.Model(LSTM(1, 8, peephole='full'), Linear(8, 1)), the same training:")
+    one = nplstm.Model(nplstm.LSTM(1, 8, peephole="full", seed=0), nplstm.Linear(8, 1, seed=1))
+    memory_trained = train_adam(one, x1, y1, shown=(500,))
+    memory_unseen = float(np.mean((one.forward(s1u[None, :-1, None].astype(np.float32))[0, :, 0] - s1u[1:]) ** 2))
+    a1, b1 = least_squares(s1[:-1, None], s1[1:, None])
+    memory_linear = (float(np.mean((s1[:-1, None] @ a1 + b1 - s1[1:, None]) ** 2)),
+                     float(np.mean((s1u[:-1, None] @ a1 + b1 - s1u[1:, None]) ** 2)))
+    print(f"  the LSTM: mse {memory_trained:.2e}, {memory_unseen:.2e} on the shifted wave; the least-squares "
+          f"affine map of x_t: {memory_linear[0]:.4f}, {memory_linear[1]:.4f} (the LSTM keeps the past in its state)")
+    print(f"[fixed] defect: none | fix: mse {loss:.2e} before update 500, {unseen_mse:.2e} on unseen windows, "
+          f"'no change' {copy:.4f}, linear map {linear[1]:.1e}; one value per step: LSTM {memory_unseen:.2e}, "
+          f"linear map {memory_linear[1]:.4f}")
+    return {"trained": loss, "unseen": unseen_mse, "no_change": copy, "linear": linear,
+            "memory": (memory_trained, memory_unseen), "memory_linear": memory_linear}
 
 
 DEMOS = {name[5:]: fn for name, fn in globals().items() if name.startswith("demo_")}

@@ -4,8 +4,8 @@ Off by default, and then free: each shell method has one hook line that returns 
 the module flag is off. On (`with nplstm.detect_anomaly():`, `TrainConfig(detect_anomaly=True)`,
 `nplstm train TASK --detect-anomaly`), each hook scans what its call produced with np.isfinite,
 whole arrays at once. (Non-finite *inputs* are not anomalies: the shells refuse them with a
-ValueError, on or off.) The LSTM's pre-activations are overwritten in place by the forward pass; a
-bound from the largest inputs and the weights' column norms shows that none overflowed. When a
+ValueError, on or off.) The LSTM's and the GRU's pre-activations are overwritten in place by the forward
+pass; a bound from the largest inputs and the weights' column norms shows that none overflowed. When a
 check fails, or that bound cannot be shown, nplstm.diagnostics.autopsy is imported: it runs the
 core again asking it to record its pre-activations (forward) or δa and the incoming gradients
 (backward), finds the earliest (step, row, unit), names the first non-finite quantity of that step
@@ -36,9 +36,9 @@ def is_enabled() -> bool:
 def detect_anomaly(enabled: bool = True):
     """Within this block (or function, as a decorator), the first NaN or Inf raises AnomalyError.
 
-    Covers LSTM, Linear and Model forward and backward, mse and softmax_cross_entropy, the
-    optimizers' step and clip_grad_norm (the shells; lstm_forward and stack_forward called
-    directly are not checked). `enabled=False` switches detection off inside the block.
+    Covers LSTM, GRU, Linear and Model forward and backward, mse and softmax_cross_entropy, the
+    optimizers' step and clip_grad_norm (the shells; lstm_forward, stack_forward, gru_forward
+    and the like called directly are not checked). `enabled=False` switches detection off inside the block.
     """
     global _enabled
     before, _enabled = _enabled, bool(enabled)
@@ -50,24 +50,44 @@ def detect_anomaly(enabled: bool = True):
         _enabled = before
 
 
-# --- the LSTM: cheap checks here, the autopsy only when one fails ---------------------------------
+# --- the LSTM and the GRU: cheap checks here, the autopsy only when one fails -----------------------
+
+def _norm1(M) -> np.ndarray:
+    """‖column‖₁ of a matrix, |entry| of a vector, in float64."""
+    return np.abs(M.astype(np.float64)).sum(axis=0) if M.ndim == 2 else np.abs(M.astype(np.float64))
+
+
+def _column_bound(cache, W, R, b) -> np.ndarray:
+    """A bound on |x_t W + h_{t-1} R + b| for each column, over every step and row, in float64.
+
+    max|x| ‖W_col‖₁ + max|h| ‖R_col‖₁ + |b| (x1 holds a column of ones, so max|x1| >= 1 only loosens it);
+    rounding cannot double it, so below half the dtype's largest value nothing overflows, no GEMM redone.
+    """
+    return _maxabs(cache.x1) * _norm1(W) + _maxabs(cache.h) * _norm1(R) + _norm1(b)
+
 
 def _surely_finite(cache, params, pre) -> bool:
-    """True if every input of the forward is finite and no pre-activation can overflow.
-
-    |a| is at most max|x| ‖W_col‖₁ + max|h| ‖R_col‖₁ + |b| + max|c| ‖p_col‖₁, and rounding cannot
-    double that; below half the dtype's largest value nothing overflows, with no GEMM to redo.
-    """
+    """True if every input of the LSTM forward is finite and no pre-activation can overflow:
+    |a| is at most _column_bound + max|c| ‖p_col‖₁."""
     peepholes = [params[pre + n] for n in ("p_i", "p_f", "p_o")] if cache.peephole is not None else []
     W, R, b = params[pre + "W"], params[pre + "R"], params[pre + "b"]
     if not all(np.isfinite(a).all() for a in (cache.x1, cache.h, cache.c, W, R, b, *peepholes)):
         return False
-    def norm1(M):                            # ‖column‖₁ of a matrix, |entry| of a vector, in float64
-        return np.abs(M.astype(np.float64)).sum(axis=0) if M.ndim == 2 else np.abs(M.astype(np.float64))
-    bound = _maxabs(cache.x1) * norm1(W) + _maxabs(cache.h) * norm1(R) + norm1(b)   # (4H,)
+    bound = _column_bound(cache, W, R, b)    # (4H,)
     if peepholes:
         bound = bound.reshape(4, -1)
-        bound[[I, F, O]] += _maxabs(cache.c) * np.stack([norm1(p) for p in peepholes])
+        bound[[I, F, O]] += _maxabs(cache.c) * np.stack([_norm1(p) for p in peepholes])
+    return float(bound.max()) < np.finfo(cache.x1.dtype).max / 2
+
+
+def _gru_surely_finite(cache, params, pre) -> bool:
+    """The same for a GRU layer: a_r, a_z and hn = h_{t-1} R_n + b_hn are within _column_bound (+ |b_hn|),
+    and so is a_n = x_t W_n + b_in + r_t hn, since 0 <= r_t <= 1. Then r, z, n and h are finite too."""
+    W, R, b, b_hn = (params[pre + n] for n in ("W", "R", "b", "b_hn"))
+    if not (np.isfinite(cache.x1).all() and np.isfinite(cache.h).all()):
+        return False
+    bound = _column_bound(cache, W, R, b).reshape(3, -1)   # (3, H): r, z, n
+    bound[2] += _norm1(b_hn)
     return float(bound.max()) < np.finfo(cache.x1.dtype).max / 2
 
 
@@ -94,6 +114,30 @@ def check_lstm_backward(scache, params, cfg, dy, dh_n, dc_n, grads, dx, dh0, dc0
         return
     from .diagnostics import autopsy
     autopsy.lstm_backward(scache, params, cfg, dy, dh_n, dc_n, grads, dx, dh0, dc0)
+
+
+def check_gru_forward(scache, params, cfg, run) -> None:
+    """GRU.forward's hook: raise AnomalyError at the first non-finite pre-activation, hn_t or h_t.
+
+    scache: the forward's StackCache; run: gru.gru_forward, which the autopsy reruns on each layer's
+    cached input (the GRU passes its core in: this module cannot import it back).
+    """
+    if not _enabled:
+        return
+    if all(_gru_surely_finite(cache, params, pre) for (_, _, pre), cache in zip(cfg.prefixes(), scache.caches)):
+        return
+    from .diagnostics import autopsy
+    autopsy.gru_forward(scache, params, cfg, run)
+
+
+def check_gru_backward(scache, params, cfg, dy, dh_n, grads, dx, dh0, run) -> None:
+    """GRU.backward's hook, as check_lstm_backward; run: gru.gru_stack_backward, for the autopsy."""
+    if not _enabled:
+        return
+    if all(np.isfinite(a).all() for a in (dx, dh0, *grads.values())):
+        return
+    from .diagnostics import autopsy
+    autopsy.gru_backward(scache, params, cfg, dy, dh_n, grads, dx, dh0, run)
 
 # --- Linear, losses, optimizers ------------------------------------------------------------------
 
@@ -134,14 +178,32 @@ def check_loss(name: str, loss: float, dpred, pred, target) -> None:
             diff = np.abs(pred.astype(np.float64) - target)
         idx = tuple(int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
         inputs += [("max |target|", _mag(target)), ("max |prediction - target|", f"{_num(diff[idx])} at {list(idx)}")]
-        causes.append(f"(prediction - target)^2 overflows {pred.dtype.name} once |prediction - target| exceeds "
-                      f"{_num(np.sqrt(np.finfo(pred.dtype).max))}: the model's output has exploded")
+        causes.append(_mse_overflow(diff, pred.dtype))
     else:
         causes.append("the logits are so large that the log-probabilities overflow")
     if not np.isfinite(loss):
         raise AnomalyError(f"the loss ({name})", loss, "computing the loss", {}, inputs, causes)
     _check(f"dL/d(prediction), the gradient of the {name} loss", dpred, "computing the loss", _out_axes(dpred),
            lambda: (inputs, causes))
+
+
+def _mse_overflow(diff, dtype) -> str:
+    """Which part of mean((prediction - target)^2) overflowed `dtype`: the difference, one square, or their sum.
+    diff: |prediction - target| in float64."""
+    limit, name = float(np.finfo(dtype).max), np.dtype(dtype).name
+    with np.errstate(all="ignore"):
+        total = float(np.sum(diff * diff))
+    largest = _maxabs(diff)
+    if largest > limit:
+        return f"prediction - target itself overflows {name} ({_num(largest)}): the model's output has exploded"
+    if largest > np.sqrt(limit):
+        return (f"(prediction - target)^2 overflows {name} once |prediction - target| exceeds "
+                f"{_num(np.sqrt(limit))} (here {_num(largest)}): the model's output has exploded")
+    if total > limit:
+        return (f"each (prediction - target)^2 fits {name} (the largest is {_num(largest ** 2)}), but their sum over "
+                f"the {diff.size} entries, {_num(total)}, overflows it (largest value {_num(limit)}): "
+                f"the model's output has exploded")
+    return f"the loss overflowed {name}: the model's output has exploded"
 
 
 def _out_axes(a, last: str = "output") -> tuple:

@@ -6,10 +6,9 @@ Gate blocks along the 3H axis are in PyTorch's order r, z, n:
 Per layer and direction: "W" (I or D·H, 3H), "R" (H, 3H), "b" (3H,) = [b_ir + b_hr, b_iz + b_hz, b_in]
 and "b_hn" (H,). PyTorch's two biases always appear summed for r and z, so they fold into b; b_hn
 cannot fold into b_in, because r multiplies it.
-Layout as in lstm.py and stack.py: batch-first at the shell; time-major (T, B, ·) inside, rows sorted
-by length so that the n_t = batch_sizes[t] rows still running at step t come first. Finished rows
-keep zeros in h and get zero gradient. The reverse direction runs each sequence reversed within its
-own length.
+Layout as in lstm.py and stack.py: batch-first at the shell; time-major (T, B, ·) inside, rows sorted by
+length so that the n_t = batch_sizes[t] rows still running at step t come first. Finished rows keep zeros
+in h and get zero gradient. The reverse direction runs each sequence reversed within its own length.
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import anomaly
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .grad import INFERENCE, check_cache, is_grad_enabled
 from .lstm import CHUNK, _fresh
@@ -98,17 +98,19 @@ def _per_gate(M: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(M.reshape(M.shape[0], 3, -1).transpose(1, 0, 2))
 
 
-def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True):
+def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True, out=None, a_out=None):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0: (B, H); W: (I, 3H); R: (H, 3H); b: (3H,); b_hn: (H,); ws: an lstm.Workspace or None;
     keep: False is inference (nplstm.no_grad): one chunk of steps' gates in memory, no cache.
-    Returns h (T+1, B, H), h[1:] the outputs (rows past n_t keep zeros), and the GRUCache (None if not keep).
+    out: with keep=False, None or a (T, B, H) array of any strides that receives h_1..h_T (lstm_forward's `out`).
+    a_out: None, or a (3, T, B, H) array that receives the pre-activations a_r, a_z, a_n (diagnostics).
+    Returns h (T+1, B, H), h[1:] the outputs (rows past n_t keep zeros), and the GRUCache; with keep=False,
+    the outputs h_1..h_T (T, B, H) (`out` if given) and None.
     """
     T, B, I = x.shape
-    H = R.shape[0]
+    H, alloc = R.shape[0], (_fresh if ws is None else ws.get)
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs
-    alloc = _fresh if ws is None else ws.get
     S = max(1, min(T, CHUNK // (B * 3 * H)))  # steps whose input projection is computed at once
     name, rows = ("", T) if keep else ("inference ", S)   # inference's buffers hold one chunk
     x1 = alloc(name + "x1", (rows, B, I + 1), x.dtype)
@@ -116,10 +118,14 @@ def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True
     # A (batched) GEMM per chunk of steps: g[k, t] starts as x_t W_k + b_k and becomes gate k in place.
     g = alloc(name + "gates", (3, rows, B, H), x.dtype)
     hn = alloc(name + "hn", (rows, B, H), x.dtype, zero=ragged)
-    h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
+    if keep:
+        h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
+        h[0] = h0
+        h0, hs = h[0], h[1:]                 # hs[t] is h_{t+1}
+    else:                                    # inference: h_0 stays the caller's, outputs go to `out`
+        hs = out if out is not None else _fresh("h", (T, B, H), x.dtype, zero=ragged)
     hR = alloc("hR", (3, B, H), x.dtype)     # h_{t-1} R_k for k = r, z, n, reused every step
     Wb3, R3 = _per_gate(np.concatenate([W, b[None]])), _per_gate(R)
-    h[0] = h0
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
         k0 = s0 if keep else 0               # where this chunk's steps sit in x1, g and hn
@@ -127,18 +133,20 @@ def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True
         np.matmul(x1[k0:k0 + s1 - s0].reshape(-1, I + 1), Wb3, out=g[:, k0:k0 + s1 - s0].reshape(3, -1, H))
         for t in range(s0, s1):
             n, j = batch_sizes[t], k0 + t - s0
-            h_prev, h_t, hR_t, rz = h[t, :n], h[t + 1, :n], hR[:, :n], g[:2, j, :n]
+            h_prev, h_t, hR_t, rz = hs[t - 1, :n] if t else h0[:n], hs[t, :n], hR[:, :n], g[:2, j, :n]
             np.matmul(h_prev, R3, out=hR_t)
-            rz += hR_t[:2]
-            sigmoid(rz, out=rz)              # r, z
+            a_rz = rz if a_out is None else a_out[:2, t, :n]  # diagnostics keep a_r, a_z apart
+            np.add(rz, hR_t[:2], out=a_rz)
+            sigmoid(a_rz, out=rz)            # r, z
             r, z, n_t, hn_t = g[R_, j, :n], g[Z_, j, :n], g[N_, j, :n], hn[j, :n]
             np.add(hR_t[N_], b_hn, out=hn_t)  # hn = h_{t-1} R_n + b_hn
-            n_t += np.multiply(r, hn_t, out=h_t)  # a_n = x W_n + b_in + r hn (h_t as scratch)
-            np.tanh(n_t, out=n_t)            # n
+            a_n = n_t if a_out is None else a_out[N_, t, :n]
+            np.add(n_t, np.multiply(r, hn_t, out=h_t), out=a_n)  # a_n = x W_n + b_in + r hn (h_t as scratch)
+            np.tanh(a_n, out=n_t)            # n
             np.subtract(h_prev, n_t, out=h_t)
             h_t *= z
             h_t += n_t                       # h = n + z (h_prev - n) = (1 - z) n + z h_prev
-    return h, GRUCache(x1, g, hn, h, tuple(batch_sizes)) if keep else None
+    return (h, GRUCache(x1, g, hn, h, tuple(batch_sizes))) if keep else (hs, None)
 
 
 def _local_derivatives(g, hn, h_prev, k):
@@ -162,19 +170,19 @@ def _local_derivatives(g, hn, h_prev, k):
     return k
 
 
-def gru_backward(dy, dh_n, cache: GRUCache, W, R, b_hn=None, *, ws=None):
+def gru_backward(dy, dh_n, cache: GRUCache, W, R, b_hn=None, *, ws=None, d_out=None):
     """Backpropagate through time for one direction (b_hn is not needed: the cache holds hn).
 
     dy: (T, B, H) gradient of the outputs h_1..h_T (rows past n_t ignored); dh_n: (B, H) of each row's
-    final state. Returns dx (T, B, I), dh0 (B, H) and grads {"W", "R", "b", "b_hn"}.
+    final state. d_out: None, or a zeroed (4, T, B, H) array that receives every step's δ (below; diagnostics).
+    Returns dx (T, B, I), dh0 (B, H) and grads {"W", "R", "b", "b_hn"}.
     """
     x1, g, hn, h, batch_sizes = cache
     T, B, _ = x1.shape
-    H = R.shape[0]
-    alloc = _fresh if ws is None else ws.get
+    H, alloc = R.shape[0], (_fresh if ws is None else ws.get)
     # δ of every step, blocks [δa_n, δa_r, δa_z, δhn] (finished rows stay 0): d[:3] is the gradient
     # of x W + b with W's blocks rolled to (n, r, z), d[1:] that of h_{t-1} R in R's order (r, z, n).
-    d = alloc("d", (4, T, B, H), x1.dtype, zero=batch_sizes[-1] < B)
+    d = alloc("d", (4, T, B, H), x1.dtype, zero=batch_sizes[-1] < B) if d_out is None else d_out
     dh = dh_n.astype(x1.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
     chunk = max(1, min(T, CHUNK // (B * 4 * H)))
     k = alloc("k", (4, chunk, B, H), x1.dtype)
@@ -242,57 +250,62 @@ def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | 
         flip = (np.where(t_idx < lengths, lengths - 1 - t_idx, t_idx), np.arange(B))
     lengths = np.full(B, T) if order is None else lengths
     batch_sizes = batch_sizes_of(lengths, T)
-    inp, rows, D = x.transpose(1, 0, 2), np.arange(B), cfg.num_directions  # (T, B, I), time-major
+    inp, rows, D, H = x.transpose(1, 0, 2), np.arange(B), cfg.num_directions, cfg.hidden_size  # inp (T, B, I)
     caches, h_n, masks = [], [], _masks(dropout, order)
+    direct = not keep and order is None      # inference writes straight into the batch-first output (stack.py)
     for k in range(cfg.num_layers):
         if masks is not None and k > 0:
             inp = inp * masks[k - 1]         # dropout on the layer's input
-        outs = []
+        y_k, outs = (np.empty((B, T, D * H), x.dtype) if direct else None), []
         for d in range(D):
-            pre = cfg.prefix(k, d)
+            pre, out = cfg.prefix(k, d), None
+            if direct:                       # a time-major view of y_k, reversed for the reverse direction
+                out = y_k.transpose(1, 0, 2)[:, :, d * H:(d + 1) * H][::1 if d == 0 else -1]
             h, cache = gru_forward(inp if d == 0 else _flip(inp, flip), h0[k * D + d],
                                    *(params[pre + p] for p in PARAMS), batch_sizes=batch_sizes, ws=_ws(workspace, pre),
-                                   keep=keep)
+                                   keep=keep, out=out)
             caches.append(cache)
-            outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
-            h_n.append(h[lengths, rows])     # each row's state after its own last step
-        inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
+            hs = h[1:] if keep else h        # (T, B, H) outputs, in the direction's own time order
+            outs.append(hs if d == 0 else _flip(hs, flip))
+            h_n.append(hs[lengths - 1, rows])   # each row's state after its own last step
+        inp = y_k.transpose(1, 0, 2) if direct else outs[0] if D == 1 else np.concatenate(outs, axis=-1)
     y, h_n = inp.transpose(1, 0, 2), np.stack(h_n)
     if order is None:
-        y = y.copy()                         # its own memory, not the workspace's
+        y = y if direct else y.copy()        # its own memory, not the workspace's
     else:
         unsort = np.argsort(order)
         y, h_n = y[unsort], h_n[:, unsort]
     return y, h_n, StackCache(caches, order, lengths, flip, dropout) if keep else None
 
 
-def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, workspace: dict | None = None):
+def gru_stack_backward(dy, dh_n, cache: StackCache, params, cfg: GRUConfig, workspace: dict | None = None,
+                       record: dict | None = None):
     """Backward through all layers and directions.
 
-    dy: (B, T, D·H); dh_n: (L·D, B, H). Returns dx (B, T, I), dh0 (L·D, B, H) and grads keyed like params.
+    dy: (B, T, D·H); dh_n: (L·D, B, H); record: None, or a dict that receives {prefix: {"d": (4, T, B, H), "dy":
+    (T, B, H)}}, each layer's and direction's δ (gru_backward's d_out) and its dy from above, as in stack.py.
+    Returns dx (B, T, I), dh0 (L·D, B, H) and grads keyed like params.
     """
     caches, order, _, flip, dropout = cache
-    H, D = cfg.hidden_size, cfg.num_directions
-    masks = _masks(dropout, order)
-    if order is not None:
-        dy, dh_n = dy[order], dh_n[:, order]
-    dout = dy.transpose(1, 0, 2)             # (T, B, D·H)
+    H, D, masks = cfg.hidden_size, cfg.num_directions, _masks(dropout, order)
+    rows = slice(None) if order is None else order   # sorted rows, longest first
+    dout, dh_n = dy[rows].transpose(1, 0, 2), dh_n[:, rows]   # dout (T, B, D·H)
     grads, dh0 = {}, [None] * len(caches)
     for k in reversed(range(cfg.num_layers)):
         dinp = 0
         for d in range(D):
             pre, j = cfg.prefix(k, d), k * D + d
             dout_d = dout[..., d * H:(d + 1) * H]
-            dx_d, dh0[j], g = gru_backward(dout_d if d == 0 else _flip(dout_d, flip), dh_n[j], caches[j],
-                                           params[pre + "W"], params[pre + "R"], ws=_ws(workspace, pre + "backward"))
+            dout_d = dout_d if d == 0 else _flip(dout_d, flip)
+            rec = {} if record is None else record.setdefault(
+                pre, {"dy": np.array(dout_d), "d": np.zeros((4,) + dout_d.shape, dout_d.dtype)})
+            dx_d, dh0[j], g = gru_backward(dout_d, dh_n[j], caches[j], params[pre + "W"], params[pre + "R"],
+                                           ws=_ws(workspace, pre + "backward"), d_out=rec.get("d"))
             dinp = dinp + (dx_d if d == 0 else _flip(dx_d, flip))
             grads.update({pre + name: value for name, value in g.items()})
         dout = dinp if masks is None or k == 0 else dinp * masks[k - 1]   # backprop through the dropout mask
-    dx, dh0 = dout.transpose(1, 0, 2), np.stack(dh0)
-    if order is not None:
-        unsort = np.argsort(order)
-        dx, dh0 = dx[unsort], dh0[:, unsort]
-    return np.ascontiguousarray(dx), dh0, grads
+    unsort = slice(None) if order is None else np.argsort(order)   # back to the caller's rows
+    return np.ascontiguousarray(dout.transpose(1, 0, 2)[unsort]), np.stack(dh0)[:, unsort], grads
 
 
 def init_gru_params(cfg: GRUConfig, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
@@ -327,8 +340,7 @@ class GRU:
         self.config = GRUConfig(*sizes, bool(bidirectional))
         self.params = init_gru_params(self.config, np.random.default_rng(seed), self.dtype)
         self.grads: dict[str, np.ndarray] = {}
-        self._cache = None
-        self._workspace: dict = {}   # scratch arrays reused from call to call (see lstm.Workspace)
+        self._cache, self._workspace = None, {}   # the last cache; scratch arrays reused between calls (lstm.Workspace)
 
     def forward(self, x: np.ndarray, state: np.ndarray | None = None, lengths=None, dropout=None):
         """x: (B, T, I); state: h_0 (L·D, B, H) or None for zeros; lengths: (B,) ints or None;
@@ -348,9 +360,10 @@ class GRU:
                                                                            finite=True)
         dropout = check_dropout(dropout, cfg.num_layers, (B, T, cfg.num_directions * cfg.hidden_size), self.dtype)
         self._check_params()
-        keep = is_grad_enabled()
+        keep = is_grad_enabled() or anomaly.is_enabled()   # the anomaly autopsy reads the cache
         y, h_n, cache = gru_stack_forward(self.params, x, h0, lengths, cfg, self._workspace, dropout, keep)
         self._cache = cache if keep else INFERENCE
+        anomaly.check_gru_forward(cache, self.params, cfg, gru_forward)   # the autopsy reruns the core it is given
         self._shapes = (y.shape, h_n.shape)
         return y, h_n
 
@@ -365,7 +378,18 @@ class GRU:
                                                                               finite=True)
         self._check_params("changed between forward() and backward(): ")
         dx, dh0, self.grads = gru_stack_backward(dy, dh_n, self._cache, self.params, self.config, self._workspace)
+        anomaly.check_gru_backward(self._cache, self.params, self.config, dy, dh_n, self.grads, dx, dh0, gru_stack_backward)
         return dx, dh0
+
+    def internals(self) -> dict[str, dict[str, np.ndarray]]:
+        """Gates r, z, n and state h of the last forward, {"l0": {"r", "z", "n", "h": (B, T, H)}, "l0_reverse": ...}
+        in the caller's rows and input time order (as LSTM.internals); padded steps: h = 0, meaningless gates."""
+        check_cache(self._cache, "internals()")
+        caches, order, _, flip, _ = self._cache
+        rows = slice(None) if order is None else np.argsort(order)   # back to the caller's row order
+        return {pre.rstrip("."): {name: np.array((a if d == 0 else _flip(a, flip)).transpose(1, 0, 2)[rows])
+                                  for name, a in zip("rznh", (*c.gates, c.h[1:]))}   # (T, B, H) -> (B, T, H)
+                for (_, d, pre), c in zip(self.config.prefixes(), caches)}
 
     def _check_params(self, when: str = ""):
         check_params(self.params, self.config.param_shapes(), self.dtype, when=when, layer="GRU")

@@ -81,7 +81,7 @@ class Cache(NamedTuple):
 
 def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal", forget_gate=True,
                  variant: Variant | None = None, R_gates=None, ws: Workspace | None = None,
-                 a_out: np.ndarray | None = None, keep: bool = True):
+                 a_out: np.ndarray | None = None, keep: bool = True, out: np.ndarray | None = None):
     """Run one direction over the whole sequence.
 
     x: (T, B, I); h0, c0: (B, H); W: (I, 4H); R: (H, 4H); b: (4H,);
@@ -92,8 +92,11 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     a_out: None, or a (T, B, 4H) array that receives the pre-activations a_t (peepholes included;
     the block of a removed gate is 0), for diagnostics; rows past n_t are left alone.
     keep: False is inference (nplstm.no_grad): no cache, and only a chunk of steps' gates in memory.
+    out: with keep=False, None or a (T, B, H) array of any strides (a view into the caller's batch-first
+    output, so that no second copy is made) that receives h_1..h_T; zeros in rows past n_t if ragged.
     Returns h (T+1, B, H) with h[1:] the outputs, c (T+1, B, H), and the Cache; with keep=False,
-    h, c_n (B, H) (each row's state after its own last step) and None.
+    the outputs h_1..h_T (T, B, H) (`out` if given), c_n (B, H) (each row's state after its own last
+    step) and None.
     Rows past n_t keep zeros in h[t+1], c[t+1]: the caller reads final states at each row's length.
     """
     v = Variant(peephole, forget_gate=forget_gate) if variant is None else variant
@@ -104,7 +107,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     alloc = _fresh if ws is None else ws.get
     # Trick 1, halving: σ(a) = (1 + tanh(a/2)) / 2. The i, f, o columns of W, R, b and the peepholes
     # are halved once here, so the buffer below holds a/2 for i, f, o (a for g), and one tanh call per
-    # step activates i, f and g together; `_tanh_to_sigmoid` then turns tanh(a/2) into σ(a).
+    # step activates i, f and g together; `u *= 0.5; u += 0.5` then turns tanh(a/2) into σ(a).
     half = np.full(4 * H, 0.5, x.dtype)
     half[G * H:(G + 1) * H] = 1.0
     Wb = np.concatenate([W, b[None]]) * half  # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
@@ -127,11 +130,21 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
               if not kept]                   # blocks whose pre-activation the cell never uses
     tanh_g = v.input_activation == "tanh"
     tanh_all = peephole is None and tanh_g   # one tanh call can activate all four blocks
-    h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
+    if keep:
+        h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
+        h[0] = h0
+        h0, hs = h[0], h[1:]                 # hs[t] is h_{t+1}
+    else:                                    # inference: h_0 stays the caller's, outputs go to `out`
+        hs = out if out is not None else _fresh("h", (T, B, H), x.dtype, zero=ragged)
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
-    h[0], c[0] = h0, c0
+    c[0] = c0
     rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
+    tmp = alloc("tmp", (B, 2, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
+    tmp_if, tmp_1 = tmp.reshape(B, 2 * H), alloc("tmp_1", (B, H), x.dtype)
+    if not keep:                             # one c_t, overwritten in place, and its tanh: the same views every step
+        c_prev = c_t = c[0]
+        tanh_c_t = tanh_c[0]
     gates_prev = None                        # FGR: [i, f, o] of step t-1, (n, 3H)
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
@@ -141,15 +154,20 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
         for t in range(s0, s1):
             n = batch_sizes[t]
             a, a4 = z[k0 + t - s0, :n], z4[k0 + t - s0, :n]  # (n, 4H), its (n, 4, H) view: a_t (halved), then gates
-            a += np.matmul(h[t, :n], R_half, out=rec[:n])  # a_t = x_t W + h_{t-1} R + b
+            h_prev = hs[t - 1, :n] if t else h0[:n]
+            a += np.matmul(h_prev, R_half, out=rec[:n])    # a_t = x_t W + h_{t-1} R + b
             if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
                 a4[:, [I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H)
-            c_prev, c_t = (c[t, :n], c[t + 1, :n]) if keep else (c[0, :n], c[0, :n])
-            tanh_c_t = tanh_c[t, :n] if keep else tanh_c[0, :n]
+            if keep:
+                c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
+            elif n < B:
+                c_prev = c_t = c[0, :n]
+                tanh_c_t = tanh_c[0, :n]
+            a_if = a[:, :2 * H]                  # a_i/2, a_f/2: then tanh of them, then i_t, f_t
             if peephole == "diagonal":           # i and f peek at c_{t-1}
-                a4[:, IF] += c_prev[:, None, :] * p_if
+                a_if += np.multiply(c_prev[:, None, :], p_if, out=tmp[:n]).reshape(n, 2 * H)
             elif peephole == "full":
-                a[:, :2 * H] += c_prev @ p_if
+                a_if += np.matmul(c_prev, p_if, out=tmp_if[:n])
             if a_out is not None:                # undo the halving: diagnostics see a_t itself
                 np.divide(a, half, out=a_out[t, :n])
                 for q in unused:
@@ -157,15 +175,17 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
             if tanh_all:                         # o does not wait for c_t: one tanh for all four blocks
                 np.tanh(a, out=a)
-                _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
-                _tanh_to_sigmoid(o)              # o_t
+                o *= 0.5
+                o += 0.5                         # o_t = σ(a_o) = (1 + tanh(a_o/2)) / 2
             else:
                 k = 3 * H if tanh_g else 2 * H   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
                 np.tanh(a[:, :k], out=a[:, :k])
-                _tanh_to_sigmoid(a[:, :2 * H])   # i_t, f_t
                 if peephole is None:
                     np.tanh(o, out=o)
-                    _tanh_to_sigmoid(o)          # o_t
+                    o *= 0.5
+                    o += 0.5                     # o_t
+            a_if *= 0.5
+            a_if += 0.5                          # i_t, f_t = (1 + tanh(a/2)) / 2
             if not v.input_gate:
                 i[...] = 1.0                     # NIG: i ≡ 1
             if v.coupled:
@@ -175,31 +195,29 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             else:
                 f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
                 c_t[...] = c_prev
-            c_t += i * g                         # c_t = f_t c_{t-1} + i_t g_t
+            c_t += np.multiply(i, g, out=tmp_1[:n])   # c_t = f_t c_{t-1} + i_t g_t
             if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
-                o += c_t * p_o if peephole == "diagonal" else c_t @ p_o
+                if peephole == "diagonal":
+                    o += np.multiply(c_t, p_o, out=tmp_1[:n])
+                else:
+                    o += np.matmul(c_t, p_o, out=tmp_1[:n])
                 if a_out is not None and v.output_gate:
                     np.multiply(o, 2, out=a_out[t, :n, O * H:])
                 np.tanh(o, out=o)
-                _tanh_to_sigmoid(o)              # o_t
+                o *= 0.5
+                o += 0.5                         # o_t
             if not v.output_gate:
                 o[...] = 1.0                     # NOG: o ≡ 1
             if v.output_activation == "tanh":
                 np.tanh(c_t, out=tanh_c_t)
             else:
                 tanh_c_t[...] = c_t              # NOAF: h_t = o_t c_t
-            np.multiply(o, tanh_c_t, out=h[t + 1, :n])  # h_t = o_t tanh(c_t)
+            np.multiply(o, tanh_c_t, out=hs[t, :n])     # h_t = o_t tanh(c_t)
             if Rg_half is not None:
                 gates_prev = a4[:, [I, F, O]].reshape(n, 3 * H)   # a copy: the chunk's z is reused
     if not keep:
-        return h, c[0], None
+        return hs, c[0], None
     return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
-
-
-def _tanh_to_sigmoid(u):
-    """In place: tanh(a/2) -> σ(a) = (1 + tanh(a/2)) / 2."""
-    u *= 0.5
-    u += 0.5
 
 
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
@@ -283,7 +301,7 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
     # `chunk` steps at once (few large NumPy calls) and the time loop only multiplies by them.
     chunk = max(1, min(T, CHUNK // (B * 4 * H)))
     d_da, dh_dc = alloc("d_da", (chunk, B, 4, H), x1.dtype), alloc("dh_dc", (chunk, B, H), x1.dtype)
-    tmp = alloc("tmp", (B, H), x1.dtype)
+    tmp, tmp2 = alloc("tmp", (B, H), x1.dtype), alloc("tmp2", (B, 2, H), x1.dtype)
     R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
     for end in range(T, 0, -chunk):          # chunks [start, end), the last chunk first
         start = max(0, end - chunk)
@@ -310,8 +328,9 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
                 _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, I, F)
             if v.forget_gate:
                 dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
-            if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}
-                dc_t += (da4[:, IF] * p_if).sum(axis=1)
+            if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}: δc_{t-1} += δa_i p_i + δa_f p_f
+                pf = np.multiply(da4[:, IF], p_if, out=tmp2[:n])   # (a sum over 2 terms: two adds beat a reduction)
+                dc_t += np.add(pf[:, 0], pf[:, 1], out=tmp[:n])
             elif peephole == "full":
                 dc_t += np.matmul(da[:, :2 * H], p_if, out=tmp[:n])
             if fgr:                          # backprop [i, f, o]_{t-1} R_gates into the gates of step t-1

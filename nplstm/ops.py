@@ -10,7 +10,9 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     Computed as 0.5 + 0.5 tanh(x / 2): tanh saturates instead of overflowing, so
     |x| up to the dtype's maximum gives 0 or 1 without a warning, and it costs one
     transcendental call. The absolute error is about one ulp of 1.0, which is what
-    a gate needs; σ(x) below ~eps (x < -36 in float64) rounds to 0.
+    a gate needs: near 0 the result is a multiple of eps/4, and it is exactly 0 for
+    x below -37.9807 in float64 and for x <= -20.0 in float32 (where σ is still
+    3.2e-17 and 2.1e-9); just above those, it is eps/4 (5.6e-17, 3.0e-8).
     """
     out = np.multiply(x, 0.5, out=out)
     np.tanh(out, out=out)

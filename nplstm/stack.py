@@ -159,32 +159,44 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     rows = np.arange(B)
     masks = _masks(dropout, order)
     caches, h_n, c_n = [], [], []
+    # Inference on full-length rows writes each layer's outputs straight into its batch-first array, the
+    # reverse direction through a time-reversed view: no time-major buffer and no copy at the end.
+    direct = not keep and not ragged
     for k in range(cfg.num_layers):
         if masks is not None and k > 0:
             inp = inp * masks[k - 1]         # dropout on the layer's input: h of the layer below, masked
+        y_k = np.empty((B, T, D * H), x.dtype) if direct else None
         outs = []
         for d in range(D):
             pre = cfg.prefix(k, d)
             j = k * D + d
             a_out = None if record is None else np.zeros((T, B, 4 * H), x.dtype)
+            out = None
+            if direct:
+                out = y_k.transpose(1, 0, 2)[:, :, d * H:(d + 1) * H]
+                out = out if d == 0 else out[::-1]
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
                                        params[pre + "W"], params[pre + "R"], params[pre + "b"],
                                        _peepholes(params, pre, cfg), batch_sizes=batch_sizes, variant=cfg.variant,
                                        R_gates=params.get(pre + "R_gates"), ws=_ws(workspace, pre), a_out=a_out,
-                                       keep=keep)
+                                       keep=keep, out=out)
             if record is not None:
                 record[pre] = {"a": a_out}
             caches.append(cache)
-            outs.append(h[1:] if d == 0 else _flip(h[1:], flip))
-            h_n.append(h[lengths, rows])     # each row's state after its own last step
+            hs = h[1:] if keep else h        # (T, B, H) outputs, in the direction's own time order
+            outs.append(hs if d == 0 else _flip(hs, flip))
+            h_n.append(hs[lengths - 1, rows])   # each row's state after its own last step
             c_n.append(c[lengths, rows] if keep else c.copy())   # inference: c is already c_n (B, H)
-        inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
+        if direct:
+            inp = y_k.transpose(1, 0, 2)
+        else:
+            inp = outs[0] if D == 1 else np.concatenate(outs, axis=-1)  # (T, B, D·H)
     y = inp.transpose(1, 0, 2)               # (B, T, D·H)
     h_n, c_n = np.stack(h_n), np.stack(c_n)
     if ragged:
         unsort = np.argsort(order)
         y, h_n, c_n = y[unsort], h_n[:, unsort], c_n[:, unsort]
-    else:
+    elif not direct:
         y = y.copy()                         # its own memory: the workspace is reused next call
     return y, (h_n, c_n), StackCache(caches, order, lengths, flip, dropout) if keep else None
 

@@ -172,6 +172,30 @@ def test_reverse_direction_in_a_ragged_batch(num_layers, key, where):
     assert {k: err.where[k] for k in where} == where
 
 
+# --- the loss: which part of the mean squared error overflowed ------------------------------------
+
+def test_mse_overflow_of_the_sum_names_the_sum_not_one_square():
+    """800 differences of 1e18: each square (1e36) fits float32, their sum (800 x 1e36 = 8e38) does not,
+    which is what happened in docs/why-nan.md (largest difference 2.25e18, below sqrt(3.4e38) = 1.84e19)."""
+    pred = np.full((4, 100, 2), 1e18, np.float32)
+    err = raised(lambda: nplstm.mse(pred, np.zeros_like(pred)))
+    text = str(err)
+    assert err.quantity == "the loss (mse)" and err.value == np.inf
+    assert "each (prediction - target)^2 fits float32 (the largest is 1e+36), but their sum over the 800 " \
+           "entries, 8e+38, overflows it (largest value 3.4e+38)" in text
+    assert "exceeds 1.84e+19" not in text
+
+
+def test_mse_overflow_of_one_square_names_the_difference():
+    """One difference of 1e20 > sqrt(3.4e38) = 1.84e19: its square alone overflows float32."""
+    pred = np.zeros((3, 5, 1), np.float32)
+    pred[1, 2, 0] = 1e20
+    text = str(raised(lambda: nplstm.mse(pred, np.zeros_like(pred))))
+    assert "(prediction - target)^2 overflows float32 once |prediction - target| exceeds 1.84e+19 (here 1e+20)" in text
+    assert "max |prediction - target|  1e+20 at [1, 2, 0]" in text
+    assert "their sum" not in text
+
+
 # --- backward: an exploding gradient through R ---------------------------------------------------
 
 def test_backward_explosion_names_dL_dh_and_the_step():
@@ -282,3 +306,130 @@ def test_cli_prints_the_report_and_exits_1(tmp_path):
     assert lines[0] == "nplstm train: stopped at the first NaN or Inf" and lines[1].startswith("AnomalyError: ")
     assert "training update" in result.stderr and "likely causes:" in result.stderr
     assert "--clip 1" in result.stderr and "learning rate 1000" in result.stderr
+
+
+# --- the GRU: its pre-activations a_r, a_z, a_n, hn = h R_n + b_hn, and δ backward -----------------
+
+GRU_GATES = ["the pre-activation of the reset gate (a_r = x_t W_r + h_{t-1} R_r + b_r)",
+             "the pre-activation of the update gate (a_z = x_t W_z + h_{t-1} R_z + b_z)",
+             "the pre-activation of the candidate (a_n = x_t W_n + b_in + r_t hn_t)"]
+
+
+@pytest.mark.parametrize("q", [0, 1, 2], ids=["r", "z", "n"])
+def test_gru_overflow_names_the_gate_step_and_unit(q):
+    """W[0, q·H + 5] = 3e38 feeds unit 5 of block q (r, z, n); times an input of 2 it is 6e38 > 3.4e38.
+    Only at t = 4 of row 2 is that input 2 (elsewhere 0.5: 1.5e38, finite). σ(inf) = 1 and tanh(inf) = 1,
+    so the output stays finite: only the recorded pre-activation shows the overflow."""
+    H = 8
+    gru = nplstm.GRU(4, H, seed=0)
+    gru.params["l0.W"][0, q * H + 5] = 3e38
+    x = data()
+    x[:, :, 0] = 0.5
+    x[2, 4, 0] = 2.0
+    with np.errstate(over="ignore"):
+        y, _ = gru.forward(x)
+    assert np.isfinite(y).all()                                  # detection off: nothing shows
+    err = raised(lambda: gru.forward(x))
+    assert err.quantity == GRU_GATES[q] and err.value == np.inf
+    assert err.where == {"layer": 0, "direction": "forward", "time step t": 4, "batch index b": 2, "hidden unit": 5}
+    text = str(err)
+    assert "overflow: x_t W" + ("_n" if q == 2 else "") + " at unit 5 is 6e+38 in exact arithmetic, beyond " \
+           "float32's largest value 3.4e+38" in text
+    assert re.search(rf"max \|l0.W\| \({['reset gate', 'update gate', 'candidate'][q]} columns\) +3e\+38", text)
+
+
+def test_gru_overflow_of_hn_is_named_before_the_candidate():
+    """hn = h_{t-1} R_n + b_hn is computed before a_n = ... + r hn: an initial state of 2 times R_n = 3e38
+    overflows hn at t = 0 (a_n, which adds r hn, is inf too, and comes after)."""
+    H = 8
+    gru = nplstm.GRU(4, H, seed=0)
+    gru.params["l0.R"][0, 2 * H + 5] = 3e38
+    h0 = np.zeros((1, 3, H), np.float32)
+    h0[0, 1, 0] = 2.0
+    err = raised(lambda: gru.forward(data(), h0))
+    assert err.quantity.startswith("the recurrent part of the candidate's pre-activation (hn_t = h_{t-1} R_n + b_hn")
+    assert err.where == {"layer": 0, "direction": "forward", "time step t": 0, "batch index b": 1, "hidden unit": 5}
+    assert "overflow: h_{t-1} R_n at unit 5 is 6e+38 in exact arithmetic" in str(err)
+
+
+def test_gru_reverse_direction_in_a_ragged_batch():
+    """Row 1 has length 3: the reverse direction starts at its t = 2, where x = 1e30 meets weights of 1e10."""
+    gru = nplstm.GRU(4, 8, num_layers=2, bidirectional=True, seed=0)
+    gru.params["l0_reverse.W"][0, :] = 1e10
+    x = data()
+    x[1, 2, 0] = 1e30
+    err = raised(lambda: gru.forward(x, lengths=np.array([6, 3, 5])))
+    assert err.quantity == GRU_GATES[0]
+    assert err.where == {"layer": 0, "direction": "reverse", "time step t": 2, "batch index b": 1, "hidden unit": 0}
+
+
+def test_gru_finite_runs_raise_nothing_and_give_the_same_bits(monkeypatch):
+    """A ragged, stacked, bidirectional forward and backward passes the cheap checks (the autopsy is never
+    imported); detection on or off, the outputs and gradients are the same bits."""
+    from nplstm.diagnostics import autopsy
+    for name in ("gru_forward", "gru_backward"):
+        monkeypatch.setattr(autopsy, name, lambda *args: pytest.fail("the autopsy ran on a finite run"))
+
+    def run(detect):
+        gru = nplstm.GRU(4, 8, num_layers=2, bidirectional=True, seed=0)
+        with nplstm.detect_anomaly(detect):
+            y, h_n = gru.forward(data(B=3, T=5), lengths=np.array([5, 2, 4]))
+            dx, dh0 = gru.backward(np.ones_like(y), np.ones_like(h_n))
+        return [y, h_n, dx, dh0, *gru.grads.values()]
+    on, off = run(True), run(False)
+    assert all(np.isfinite(a).all() for a in on)
+    assert all(np.array_equal(a, b) for a, b in zip(on, off))
+
+
+def test_gru_huge_weights_that_cancel_are_not_an_anomaly(monkeypatch):
+    """±1e38 weights defeat the cheap bound, so the autopsy reruns the forward: 1e38 - 1e38 = 0 is
+    finite, and nothing is raised."""
+    from nplstm.diagnostics import autopsy
+    calls, original = [], autopsy.gru_forward
+    monkeypatch.setattr(autopsy, "gru_forward", lambda *args: calls.append(original(*args)))
+    gru = nplstm.GRU(4, 8, seed=0)
+    gru.params["l0.W"][:2] = np.array([[1e38], [-1e38]], np.float32)
+    x = np.zeros((2, 3, 4), np.float32)
+    x[..., :2] = 1.0
+    with nplstm.detect_anomaly():
+        y, _ = gru.forward(x)
+    assert np.isfinite(y).all() and len(calls) == 1             # the autopsy ran, and found nothing
+
+
+def test_gru_backward_explosion_names_dL_dh_and_the_step():
+    """x = 0, zero biases and h_0 = 0 keep h = 0, r = z = 1/2, n = 0. Backward then dh_{t-1} = dh/2 +
+    (dh/4) R_n^T (the direct path through z and the path through hn), and R_n = 40·Q (Q orthogonal)
+    multiplies |dh| by about 10 per step: float32 overflows ~38 steps before the end."""
+    H, T = 8, 50
+    gru = nplstm.GRU(2, H, seed=0)
+    for p in gru.params.values():
+        p[...] = 0.0
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((H, H)))
+    gru.params["l0.R"][:, 2 * H:] = 40 * q
+    gru.params["l0.W"][...] = 0.3
+    y, _ = gru.forward(np.zeros((2, T, 2), np.float32))
+    dy = np.zeros_like(y)
+    dy[1, T - 1] = 1.0
+    dh, R_n, largest = dy[1, T - 1].astype(np.float64), gru.params["l0.R"][:, 2 * H:].astype(np.float64), []
+    for t in range(T - 1, -1, -1):                               # the float64 oracle of that recurrence
+        largest.append(np.abs(dh).max())
+        if largest[-1] > F32_MAX:
+            break
+        dh = 0.5 * dh + (0.25 * dh) @ R_n.T
+    assert 0 < t < T - 10 and largest[-1] > 1.1 * F32_MAX and largest[-2] < 0.5 * F32_MAX   # far from the edge
+    err = raised(lambda: gru.backward(dy))
+    assert err.quantity.startswith("dL/dh_t, the gradient of the hidden state h")
+    assert {k: err.where[k] for k in ("layer", "direction", "time step t", "batch index b")} == \
+        {"layer": 0, "direction": "forward", "time step t": t, "batch index b": 1}
+    text = str(err)
+    assert "max |dL/da| by step" in text and "exploding gradient" in text
+
+
+def test_gru_under_no_grad_keeps_its_cache_for_the_detector():
+    """As the LSTM's: under detect_anomaly a no_grad forward keeps the cache, so it can be explained."""
+    gru = nplstm.GRU(4, 8, seed=0)
+    gru.params["l0.W"][0, 3] = 3e38
+    x = data()
+    x[:, :, 0] = 2.0
+    with nplstm.no_grad():
+        assert raised(lambda: gru.forward(x)).quantity == GRU_GATES[0]

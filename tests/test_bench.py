@@ -1,4 +1,5 @@
-"""The benchmark runs end to end (timings are not asserted: this is not a timed test)."""
+"""The benchmark runs end to end and its statistics say what they claim (timings themselves are not
+asserted: this is not a timed test)."""
 import json
 import subprocess
 import sys
@@ -7,19 +8,65 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm.diagnostics import bench
+from nplstm.diagnostics import bench, timing
 
 
 @pytest.mark.slow
-def test_nplstm_bench_tiny_runs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "nplstm", "bench", "--tiny", "--repeat", "2",
+def test_nplstm_bench_tiny_runs(tmp_path, torch):
+    out = subprocess.run([sys.executable, "-m", "nplstm", "bench", "--tiny", "--repeat", "2", "--threads", "1",
                           "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, check=True)
-    assert "float32 GEMM rate" in out.stdout and "ratio" in out.stdout
-    rows = json.loads((tmp_path / "rows.json").read_text())
-    assert len(rows) == 1 and rows[0]["H"] == 8
+    assert "float32 GEMM rate" in out.stdout and "ratio" in out.stdout and "scaling" in out.stdout
+    assert "threads: BLAS 1, torch 1, onnxruntime intra-op 1" in out.stdout   # pinned as asked, and said
+    result = json.loads((tmp_path / "rows.json").read_text())
+    assert result["threads"] == {"blas": 1, "torch": 1, "onnxruntime": 1}
+    rows = result["rows"]
+    assert len(rows) == 1 and rows[0]["H"] == 8 and rows[0]["repeats"] == 2
     for key in ("train_ms", "infer_ms", "gemm_floor_ms", "diagonal_over_none", "full_over_none", "cache_mb",
-                "checks_fraction"):
-        assert rows[0][key] > 0
+                "checks_fraction", "train_ratio", "gru_ratio", "infer_ratio", "ort_ratio", "ort_peephole_ratio",
+                "infer_diagonal_over_none", "inference_peak"):
+        assert rows[0][key] > 0, key
+        assert key.endswith(("_ms", "_mb", "fraction", "peak")) or rows[0][key + "_spread"] >= 0, key
+    for name in ("train None", "train diagonal", "train full", "torch train", "gru train", "torch gru train",
+                 "infer None", "infer diagonal", "torch infer", "ort infer None", "ort infer diagonal"):
+        ms = rows[0]["ms"][name]
+        assert 0 < ms["min"] <= ms["median"] <= ms["max"], name
+    assert [(r["B"], r["T"]) for r in result["scaling"]] == [(s[0], s[1]) for s in bench.SCALING["tiny"]]
+
+
+def test_a_ratio_is_the_ratio_of_medians_and_its_spread_the_rounds_disagreement():
+    a = timing.Samples((1.0, 2.0, 3.0, 4.0, 5.0))
+    b = timing.Samples((1.0, 1.0, 1.0, 1.0, 1.0))
+    r = timing.Ratio.of(a, b)
+    assert r.value == 3.0
+    assert r.spread == pytest.approx((4.0 - 2.0) / 3.0)   # IQR of the per-round ratios 1..5 over their median
+    assert not r.trusted
+    steady = timing.Ratio.of(timing.Samples((2.0, 2.02, 1.98, 2.0)), timing.Samples((1.0, 1.01, 0.99, 1.0)))
+    assert steady.value == pytest.approx(2.0) and steady.spread < 0.01 and steady.trusted
+    # a drift that hits both sides alike (the point of interleaving) leaves the ratio's spread at zero
+    drift = timing.Ratio.of(timing.Samples((2.0, 4.0, 6.0)), timing.Samples((1.0, 2.0, 3.0)))
+    assert drift.value == 2.0 and drift.spread == 0.0
+
+
+def test_interleaved_calls_every_function_once_per_round_in_turn():
+    calls = []
+    samples = timing.interleaved_samples({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] * 4               # one warm-up round, then three timed ones
+    assert all(len(s.seconds) == 3 for s in samples.values())
+
+
+def test_pinned_threads_limits_blas_and_torch_and_restores_them(torch):
+    before = (timing.blas_threads(), torch.get_num_threads())
+    with timing.pinned_threads(1) as counts:
+        assert counts["blas"] == 1 and counts["torch"] == 1 and counts["onnxruntime"] == 1
+        assert timing.blas_threads() == 1 and torch.get_num_threads() == 1
+    assert (timing.blas_threads(), torch.get_num_threads()) == before
+
+
+def test_a_spread_above_the_limit_is_warned_about(monkeypatch):
+    lines = []
+    monkeypatch.setattr(bench, "SPREAD_WARNING", -1.0)      # every spread (>= 0) is now above the limit
+    result = bench.run([(2, 4, 3, 8)], repeat=2, threads=1, scaling=False, print_fn=lines.append)
+    assert result["warnings"] and any(line.startswith("warning: ratio not trustworthy") for line in lines)
 
 
 @pytest.mark.parametrize("size", [(1, 7, 3, 5), (4, 30, 8, 16), (8, 5000, 8, 64)])

@@ -31,6 +31,25 @@ def test_the_documents_link_to_code_lines():
     assert per_doc["why-nan.md"] + per_doc["why-nan.ja.md"] >= 12
 
 
+def test_the_japanese_readme_has_what_the_english_one_has():
+    """README.ja.md is a translation of README.md: the same sections, table rows and links (README.md and
+    README.ja.md point at each other)."""
+    def outline(name):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        links = set(re.findall(r"\]\(([^)#]+)[^)]*\)", text)) - {"README.md", "README.ja.md"}
+        rows = sum(line.startswith("| ") for line in text.splitlines())
+        return text.count("\n## "), rows, links
+    (en_sections, en_rows, en_links), (ja_sections, ja_rows, ja_links) = outline("README.md"), outline("README.ja.md")
+    assert (ja_sections, ja_rows) == (en_sections, en_rows)
+    assert ja_links == en_links, en_links ^ ja_links
+
+
+def test_the_japanese_math_links_the_same_code_lines_as_the_english():
+    """docs/math.ja.md translates docs/math.md: every equation keeps its link, code and line alike."""
+    links = {doc: Counter(tuple(link) for d, *link in code_links() if d == doc) for doc in ("math.md", "math.ja.md")}
+    assert links["math.ja.md"] == links["math.md"]
+
+
 @pytest.mark.parametrize("doc,code,path,line", [pytest.param(*link, id=f"{link[0]}-{link[2]}#L{link[3]}")
                                                 for link in code_links()])
 def test_code_link_points_at_the_cited_code(doc, code, path, line):

@@ -83,7 +83,13 @@ def check_why_nan_demos(out):                              # the command prints 
     assert re.search(r"^\[np_dot\] defect: a scalar, 1 distinct value in dW, .* \| fix: np.outer ", out, re.M), out
 
 
-CHECKS = {"first_lstm.py": check_first_lstm, "sine_wave.py": check_sine_wave, "char_model.py": check_char_model,
+def check_check_your_lstm(out):                            # docs/check-your-lstm.md
+    assert "fixed: e_h, peephole, recurrent, carry, outer  check_gradients wrong: -                 compare_trace: all agree" in out, out
+    assert "first difference: e_h (nplstm's dh) at t = 5" in out, out     # the seed's e_h = 1, found first
+    assert num(r"max \|h - h_seed\| = ([\d.e+-]+)", out) < 1e-12, out       # the seed's weights, converted
+
+
+CHECKS = {"check_your_lstm.py": check_check_your_lstm, "first_lstm.py": check_first_lstm, "sine_wave.py": check_sine_wave, "char_model.py": check_char_model,
           "to_pytorch.py": check_to_pytorch, "adding.py": check_adding, "seed_lstm.py": check_seed_lstm,
           "why_nan_demos.py": check_why_nan_demos, "your_data.py": check_your_data}
 

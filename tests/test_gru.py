@@ -269,3 +269,65 @@ def test_padded_steps_are_zero_and_lengths_give_each_rows_final_state():
         np.testing.assert_allclose(y[row, :n], y_row[0], rtol=0, atol=1e-13)
         np.testing.assert_allclose(h[:, row], h_row[:, 0], rtol=0, atol=1e-13)
         assert not y[row, n:].any()
+
+
+# --- internals(): the gates and states of the last forward ---------------------------------------
+
+def plain_internals(gru, x, h0, lengths):
+    """r, z, n and h of every row on its own, step by step from the equations in docs/math.md, in
+    float64: the reverse direction walks each row's own steps backwards; zeros where a row has no step."""
+    c = gru.config
+    B, T, _ = x.shape
+    H, D = c.hidden_size, c.num_directions
+    sigmoid = lambda a: 1 / (1 + np.exp(-a))   # noqa: E731
+    out, inp = {}, x
+    for k in range(c.num_layers):
+        outs = []
+        for d in range(D):
+            p = {name: gru.params[c.prefix(k, d) + name] for name in G.PARAMS}
+            series = {name: np.zeros((B, T, H)) for name in "rznh"}
+            for b in range(B):
+                h = h0[k * D + d, b]
+                for t in (range(lengths[b]) if d == 0 else reversed(range(lengths[b]))):
+                    ax, ah = inp[b, t] @ p["W"] + p["b"], h @ p["R"]
+                    r = sigmoid(ax[:H] + ah[:H])
+                    z = sigmoid(ax[H:2 * H] + ah[H:2 * H])
+                    n = np.tanh(ax[2 * H:] + r * (ah[2 * H:] + p["b_hn"]))
+                    h = (1 - z) * n + z * h
+                    for name, v in zip("rznh", (r, z, n, h)):
+                        series[name][b, t] = v
+            out[c.prefix(k, d).rstrip(".")] = series
+            outs.append(series["h"])
+        inp = np.concatenate(outs, axis=-1)
+    return out
+
+
+@pytest.mark.parametrize("bidirectional,ragged", [(False, False), (True, True)], ids=["plain", "ragged-bidir"])
+def test_internals_are_the_equations_step_by_step(bidirectional, ragged):
+    rng = np.random.default_rng(5)
+    gru = random_gru(rng, 3, 4, num_layers=2, bidirectional=bidirectional)
+    x, h0, _ = random_inputs(rng, gru, 4, 6, False)
+    lengths = np.array([3, 6, 1, 5]) if ragged else np.full(4, 6)
+    y, _ = gru.forward(x, h0, lengths if ragged else None)
+    inside, plain = gru.internals(), plain_internals(gru, x, h0, lengths)
+    assert list(inside) == (["l0", "l0_reverse", "l1", "l1_reverse"] if bidirectional else ["l0", "l1"])
+    valid = np.arange(6)[None, :] < lengths[:, None]            # (B, T)
+    for key, series in inside.items():
+        assert list(series) == ["r", "z", "n", "h"] and all(v.shape == (4, 6, 4) for v in series.values())
+        for name in "rzn":                                       # gates: valid steps (padding holds no gate)
+            assert_close(series[name][valid], plain[key][name][valid])
+        assert_close(series["h"], plain[key]["h"])               # h: zeros at padded steps too
+    last = inside["l1"]["h"] if not bidirectional else np.concatenate([inside["l1"]["h"], inside["l1_reverse"]["h"]], -1)
+    np.testing.assert_array_equal(last, y)                       # the top layer's h is the output
+    inside["l0"]["h"][:] = 7.0                                   # a copy: the next call is unchanged
+    assert not (gru.internals()["l0"]["h"] == 7.0).any()
+
+
+def test_internals_refuse_before_a_forward_and_after_inference():
+    gru = G.GRU(2, 3, seed=0)
+    with pytest.raises(ValueError, match=r"internals\(\) called before forward\(\)"):
+        gru.internals()
+    with nplstm.no_grad():
+        gru.forward(np.zeros((1, 4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"internals\(\) after a forward under nplstm.no_grad\(\)"):
+        gru.internals()

@@ -15,7 +15,7 @@ from nplstm.tasks import TASKS, make_task
 SMALL = {"adding": {"T": 10}, "temporal_order": {}, "reber": {"n_train": 16, "n_test": 16},
          "continual_reber": {"T": 10, "test_steps": 500}, "noise_free_lag": {"p": 10},
          "copy": {"T": 5, "test_size": 200}, "timing": {"T": 120, "t_min": 5, "t_max": 20, "test_size": 16},
-         "charlm": {"T": 10}}
+         "timed_spikes": {"T": 30, "period": 5, "test_size": 16}, "charlm": {"T": 10}}
 
 # Each task's error metrics at their worst, as an all-NaN (or all-inf) output must give them.
 WORST = {"adding": {"frac_wrong": 1.0},
@@ -25,6 +25,7 @@ WORST = {"adding": {"frac_wrong": 1.0},
          "noise_free_lag": {"max_abs_error": 1.0, "accuracy": 0.0, "final_accuracy": 0.0},
          "copy": {"copy_accuracy": 0.0, "frac_wrong": 1.0},
          "timing": {"accuracy": 0.0, "frac_wrong": 1.0},
+         "timed_spikes": {"accuracy": 0.0, "frac_wrong": 1.0},
          "charlm": {"accuracy": 0.0}}
 
 
@@ -100,6 +101,8 @@ def one_wrong(task, batch):
         return {"frac_wrong": 1 / B, "copy_accuracy": 1 - 1 / (10 * B)}
     if name == "timing":
         return {"wrong": 1.0, "accuracy": 1 - 1 / batch.mask.sum()}
+    if name == "timed_spikes":                                     # accuracy counts whole sequences
+        return {"wrong": 1.0, "frac_wrong": 1 / batch.mask.sum(), "accuracy": 1 - 1 / B}
     if name == "charlm":
         return {"accuracy": 1 - 1 / batch.mask.sum()}
     raise AssertionError(f"no expectation for task {name!r}")

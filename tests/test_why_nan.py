@@ -34,8 +34,8 @@ def run(name: str) -> dict:
 
 
 def test_every_demo_is_tested():
-    tested = {"gradcheck", "e_h", "recurrent", "carry", "peephole", "np_dot", "shared_weights", "update_in_loop",
-              "wraparound", "overflow", "clipping", "fixed_seed_layout", "fixed"}
+    tested = {"readings", "gradcheck", "e_h", "recurrent", "carry", "peephole", "np_dot", "shared_weights",
+              "update_in_loop", "wraparound", "overflow", "sigmoid", "clipping", "fixed_seed_layout", "fixed"}
     assert set(demos.DEMOS) == tested
 
 
@@ -45,6 +45,19 @@ def test_the_reproduction_without_the_blow_up_still_learns_nothing():
     assert r["nan_y"] is None and len(r["epochs"]) == 10         # "no NaN in the output in 10 passes"
     assert r["epochs"][9]["max_c"] > 700
     assert r["epochs"][9]["mean_h"] < -0.99
+
+
+def test_when_the_nan_comes_depends_on_the_reading_the_growth_per_step_does_not():
+    """docs/why-nan.md, "The short answer": NaN in pass 4 only with S = 100 and each pass from the last copy."""
+    r = run("readings")
+    runs = r["runs"]
+    assert runs[100, True]["nan"][0] == 4                        # from the last copy: pass 4
+    assert runs[100, False]["nan"] is None and len(runs[100, False]["passes"]) == 20   # from copy 0: none in 20
+    assert runs[100, False]["passes"][0]["max_vv"] > 1e60        # though vv still reaches ~4.7e67 in pass 0
+    assert runs[430, False]["nan"] == runs[430, True]["nan"]      # one pass longer than ~425 steps: NaN in pass 0
+    assert 5.4 < r["growth"][0] < 5.6                            # 1 - 0.1 (1 + 8^2) = -5.5
+    assert r["nan_steps"][-1] - r["nan_steps"][0] < 20           # the NaN comes ~425 steps in, whatever the split
+    assert -1 < r["gain"][0] <= r["gain"][1] < 1                 # from copy 0, the output layer ends up stable
 
 
 @pytest.mark.slow
@@ -92,6 +105,11 @@ def test_shared_weights_need_the_sum_over_time():
     assert r["report"].worst < 1e-6
 
 
+def test_the_weight_copies_need_one_slot_more_than_the_steps():
+    t, message = run("shared_weights")["overrun"]
+    assert t == 99 and "index 100 is out of bounds" in message
+
+
 def test_updating_inside_the_loop_only_chases_the_target():
     r = run("update_in_loop")
     assert r["frozen"] > 2 * r["in_loop"]
@@ -112,12 +130,31 @@ def test_a_tanh_written_from_exp_turns_the_reproduction_to_nan():
     assert all(np.isfinite(row["nplstm.sigmoid"]) and np.isfinite(row["np.tanh"]) for row in table.values())
 
 
+def test_sigmoid_has_a_small_absolute_error_but_no_relative_accuracy_far_below_zero():
+    r = demos.demo_sigmoid(runs=0)                               # accuracy only; the timing is not asserted
+    acc = r["accuracy"]
+    assert acc["float32", "nplstm.sigmoid"][0] < 1e-7 and acc["float64", "nplstm.sigmoid"][0] < 1e-15
+    assert acc["float32", "nplstm.sigmoid"][1] >= 1 and r["at_minus_30"]["float32"] == 0.0   # exact: 9.36e-14
+    assert -21 < acc["float32", "nplstm.sigmoid"][2] < -19
+    for form in ("np.where form", "exp(min(x,0))/(1+exp(-|x|))"):
+        assert acc["float32", form][1] < 1e-6 and acc["float64", form][1] < 1e-15 and acc["float32", form][2] is None
+
+
 def test_the_anomaly_detector_stops_an_unclipped_run_and_clipping_keeps_it_finite():
     r = run("clipping")
     assert r["stopped"] is not None
     assert "AnomalyError:" in r["error"] and "training update" in r["error"]
+    assert "their sum over the 800 entries" in r["error"]       # no single square overflowed: the sum did
     assert "gradients are not clipped" in r["error"]
     assert r["loss"] < 1e3
+
+
+def test_lr_10_is_gradient_descent_overshooting_in_the_output_layer():
+    r = run("clipping")
+    assert 1.9 < r["growth"] < 2.1                               # the gradient norm doubles per update
+    assert r["cosine"] < -0.99                                   # and flips direction: each step overshoots
+    assert r["size"]["head.b"] > 1e6 * r["size"]["lstm.l0.R"]      # the output layer blows up, not the recurrence
+    assert r["lr1"] < 1e-2                                       # a smaller step converges, unclipped
 
 
 @pytest.mark.slow
@@ -131,3 +168,5 @@ def test_the_corrected_question_layout_learns_with_clipping_and_not_without():
 def test_nplstm_learns_the_same_data():
     r = run("fixed")
     assert r["trained"] < 1e-3 and r["unseen"] < 1e-3 and r["unseen"] < r["no_change"] / 10
+    assert r["linear"][1] < 1e-20                                # the 8-wide windows need no memory: a linear map fits
+    assert r["memory"][1] < r["memory_linear"][1] / 10           # one value per step: the LSTM's state is needed

@@ -12,24 +12,28 @@ import sys
 from pathlib import Path
 
 from .export import add_export_parser
+from .odyssey import add_odyssey_parser
 from .options import MAX_SEEDS, _Parser, integer, number, one_line
 from .predict import add_predict_parser
 from .train import _add_task_options, _train, task_fields
 
 
 def _bench(args):
-    from ..diagnostics import bench
+    from ..diagnostics import bench, bench_family
     grid = bench.SIZES["tiny" if args.tiny else "default"]
+    if args.repeat < bench.MIN_REPEAT:
+        print(f"note: {args.repeat} rounds, fewer than {bench.MIN_REPEAT}: the ratios are indicative only")
     if args.variants:
-        rows = bench.run_variants([s for s in grid if s[3] >= 128] or grid, repeat=args.repeat)
+        result = bench_family.run_variants([s for s in grid if s[3] >= 128] or grid, repeat=args.repeat)
     elif args.gru:
         sizes = grid if args.tiny else [(1, 100, 8, 32), (64, 100, 32, 128), (64, 100, 128, 512)]
-        rows = bench.run_gru(sizes, repeat=args.repeat, threads=args.threads)
+        result = bench_family.run_gru(sizes, repeat=args.repeat, threads=args.threads)
     else:
-        rows = bench.run("tiny" if args.tiny else "default", repeat=args.repeat, threads=args.threads)
+        result = bench.run("tiny" if args.tiny else "default", repeat=args.repeat, threads=args.threads,
+                           scaling=not args.no_scaling)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            json.dump(result, fh, indent=1)
         print(f"wrote {args.json}")
 
 
@@ -72,13 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nplstm", description="A NumPy-only LSTM with checked backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("bench", help="time a training step against torch.nn.LSTM, side by side",
-                       description="Time one training step (forward + backward) and one forward of nplstm "
-                                   "against torch.nn.LSTM in the same process (float32, medians).")
+    p = sub.add_parser("bench", help="time nplstm against torch and ONNX Runtime, side by side",
+                       description="Time one training step (forward + backward) and one forward of nplstm against "
+                                   "torch.nn.LSTM, torch.nn.GRU and ONNX Runtime in the same process, interleaved "
+                                   "(float32; min, median, max; ratios of medians with their spread).")
     p.add_argument("--tiny", action="store_true", help="one tiny size only (a smoke test; CI runs this)")
-    p.add_argument("--repeat", type=integer(1), default=7, help="timed repetitions per size (default 7)")
+    p.add_argument("--repeat", type=integer(1), default=15,
+                   help="interleaved rounds per size after a warm-up (default 15; fewer only for a smoke test)")
     p.add_argument("--threads", type=integer(1, os.cpu_count() or 1), default=None,
-                   help="torch threads, at most the cores here (default: NumPy's BLAS threads)")
+                   help="threads for NumPy's BLAS (through threadpoolctl), torch and ONNX Runtime, at most the "
+                        "cores here (default: NumPy's BLAS threads)")
+    p.add_argument("--no-scaling", action="store_true", help="skip the scaling rows (T and B growing)")
     p.add_argument("--variants", action="store_true",
                    help="each of Greff's LSTM variants against the vanilla LSTM instead (sizes with H >= 128)")
     p.add_argument("--gru", action="store_true", help="nplstm.GRU against torch.nn.GRU instead (needs torch)")
@@ -172,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_plot)
     add_predict_parser(sub)
     add_export_parser(sub)
+    add_odyssey_parser(sub)
     return parser
 
 

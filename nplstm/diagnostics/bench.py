@@ -1,28 +1,38 @@
-"""Benchmark: one LSTM training step in nplstm against torch.nn.LSTM, in the same process.
+"""Benchmark: nplstm against torch.nn.LSTM, torch.nn.GRU and ONNX Runtime, in the same process.
 
-For each size (B, T, I, H), float32: a training step (forward, then backward to every
-parameter and the input) and an inference step (forward only), timed alternately for
-nplstm and torch after warm-up, medians over repetitions. Reports the ratio nplstm/torch,
-achieved GFLOP/s, the fraction of this machine's measured float32 GEMM rate, the bytes held
-by nplstm's cache against the formula in docs/performance.md, and the cost of peepholes.
-Used by `nplstm bench` and benchmarks/lstm_step.py. torch is optional.
+For each size (B, T, I, H), float32, every function below is called once per round, in turn, for at
+least 15 rounds after a warm-up (timing.py says why): nplstm's training step (forward, then backward to
+every parameter and the input) without, with diagonal and with full peepholes; torch.nn.LSTM's; nplstm.GRU's
+and torch.nn.GRU's; and the forward alone, nplstm under no_grad (without and with diagonal peepholes),
+torch under no_grad, and ONNX Runtime running nplstm's exported LSTM operator (without and with peepholes).
+Each row gives min / median / max, the ratios of medians with their spread, achieved GFLOP/s, the GEMM
+floor, the cache against its formula, inference's peak memory, and what the finiteness checks cost.
+Then scaling rows: the cost per step as T and then B grow. Thread counts are pinned and printed.
+Used by `nplstm bench` and benchmarks/lstm_step.py; torch, onnxruntime and threadpoolctl are optional.
 """
 from __future__ import annotations
 
-import os
-import platform
-import time
+import tempfile
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
+from ..grad import no_grad
 from ..layers import LSTM
 from ..lstm import CHUNK
+from .timing import SPREAD_WARNING, Ratio, interleaved, interleaved_samples, machine, pinned_threads, timed
 
 SIZES = {  # (B, T, I, H)
     "default": [(1, 100, 8, 32), (16, 100, 16, 64), (64, 100, 32, 128), (32, 50, 64, 256),
                 (64, 100, 128, 512), (8, 5000, 8, 64)],
     "tiny": [(2, 10, 3, 8)],
 }
+SCALING = {  # (B, T, I, H) rows whose cost per step should stay flat: T grows at fixed B, then B at fixed T
+    "default": [(16, T, 16, 64) for T in (10, 100, 1000, 10000)] + [(B, 100, 32, 128) for B in (1, 4, 16, 64, 256)],
+    "tiny": [(2, 5, 3, 8), (2, 20, 3, 8)],
+}
+MIN_REPEAT = 15
 
 
 def step_flops(B, T, I, H, peephole=None) -> float:
@@ -60,7 +70,7 @@ def gemm_rate(n: int = 2048, repeat: int = 5) -> float:
     """This machine's float32 GEMM rate in GFLOP/s: best of `repeat` n×n products in NumPy."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     a @ a
-    best = min(_timed(lambda: a @ a) for _ in range(repeat))
+    best = min(timed(lambda: a @ a) for _ in range(repeat))
     return 2 * n ** 3 / best / 1e9
 
 
@@ -89,77 +99,7 @@ def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
             np.matmul(da[t * B:(t + 1) * B], R_T, out=dh)  # backward recurrence
         x2.T @ da, hs.T @ da, da @ W_T       # dW, dR, dx
     step()
-    return min(_timed(step) for _ in range(repeat))
-
-
-def variant_times(size, repeat: int = 7) -> dict[str, float]:
-    """Median seconds of one training step (forward + backward, float32) for each of Greff's variants
-    (nplstm.lstm.VARIANTS), timed interleaved in this process after a warm-up."""
-    from ..lstm import VARIANTS
-    B, T, I, H = size
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((B, T, I), dtype=np.float32)
-    dy = rng.standard_normal((B, T, H), dtype=np.float32)
-    fns = {}
-    for name in VARIANTS:
-        lstm = LSTM(I, H, variant=name, seed=0)
-
-        def train(lstm=lstm):
-            lstm.forward(x)
-            lstm.backward(dy)
-        fns[name] = train
-    return interleaved(fns, repeat)
-
-
-def run_variants(sizes, repeat: int = 7, print_fn=print) -> list[dict]:
-    """Each variant's training step against the vanilla LSTM's, per size: the rows of `nplstm bench --variants`."""
-    from ..lstm import VARIANTS
-    print_fn("training step of each variant / vanilla (diagonal peepholes, forget gate), float32, medians")
-    print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'vanilla ms':>10} | " + " ".join(f"{n:>6}" for n in VARIANTS
-                                                                                  if n != "vanilla"))
-    rows = []
-    for size in sizes:
-        t = variant_times(size, repeat)
-        row = {"B": size[0], "T": size[1], "I": size[2], "H": size[3], "vanilla_ms": t["vanilla"] * 1e3,
-               **{f"{n}_over_vanilla": t[n] / t["vanilla"] for n in t if n != "vanilla"}}
-        rows.append(row)
-        print_fn(f"{size[0]:>3} {size[1]:>5} {size[2]:>4} {size[3]:>4} | {row['vanilla_ms']:>10.2f} | "
-                 + " ".join(f"{row[f'{n}_over_vanilla']:>6.2f}" for n in t if n != "vanilla"))
-    return rows
-
-
-def run_gru(sizes, repeat: int = 9, threads=None, print_fn=print) -> list[dict]:
-    """One GRU training step (forward + backward to every parameter and x, float32) of nplstm.GRU
-    against torch.nn.GRU, interleaved in this process, medians: the rows of `nplstm bench --gru`."""
-    import torch
-
-    from ..gru import GRU
-    if threads:
-        torch.set_num_threads(threads)
-    print_fn(f"GRU training step, float32, medians of {repeat}; torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads")
-    print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'nplstm ms':>9} {'torch ms':>9} {'ratio':>6}")
-    rows = []
-    for B, T, I, H in sizes:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((B, T, I), dtype=np.float32)
-        dy = rng.standard_normal((B, T, H), dtype=np.float32)
-        gru, module = GRU(I, H, seed=0), torch.nn.GRU(I, H, batch_first=True)
-        tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
-
-        def ours():
-            gru.forward(x)
-            gru.backward(dy)
-
-        def theirs():
-            module.zero_grad(set_to_none=True)
-            tx.grad = None
-            module(tx)[0].backward(tdy)
-        ms = {k: v * 1e3 for k, v in interleaved({"nplstm": ours, "torch": theirs}, repeat).items()}
-        rows.append({"B": B, "T": T, "I": I, "H": H, "gru_ms": ms["nplstm"], "torch_gru_ms": ms["torch"],
-                     "gru_ratio": ms["nplstm"] / ms["torch"]})
-        print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {ms['nplstm']:>9.2f} {ms['torch']:>9.2f} {rows[-1]['gru_ratio']:>6.2f}")
-    return rows
+    return min(timed(step) for _ in range(repeat))
 
 
 def check_cost(size, repeat: int = 7) -> tuple[float, float]:
@@ -200,134 +140,230 @@ def check_cost(size, repeat: int = 7) -> tuple[float, float]:
     return times["step"], times["checks"]
 
 
-def interleaved(fns: dict, repeat: int, warm_up: bool = True) -> dict:
-    """Median seconds of each function, {key: fn} -> {key: s}: after one warm-up call each (allocations,
-    BLAS thread start, caches), `repeat` rounds that call every function in turn, so that drifts in the
-    machine's speed hit them all alike."""
-    if warm_up:
-        for fn in fns.values():
-            fn()
-    times = {key: [] for key in fns}
-    for _ in range(repeat):
-        for key, fn in fns.items():
-            times[key].append(_timed(fn))
-    return {key: float(np.median(t)) for key, t in times.items()}
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def _torch_steps(torch, B, T, I, H, x, dy):
-    module = torch.nn.LSTM(I, H, batch_first=True)
-    tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
-
-    def train():
-        module.zero_grad(set_to_none=True)
-        tx.grad = None
-        y, _ = module(tx)
-        y.backward(tdy)
-
-    def infer():
-        with torch.no_grad():
-            module(tx)
-    return train, infer
-
-
-def measure(size, *, peepholes=(None, "diagonal", "full"), repeat=7, torch=None) -> dict:
-    """Median seconds for each variant; torch=None skips the torch side."""
+def _lstm_fns(size, x, dy) -> dict:
+    """nplstm's training steps (peepholes None, diagonal, full) and forwards under no_grad (None, diagonal)."""
     B, T, I, H = size
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((B, T, I), dtype=np.float32)
-    dy = rng.standard_normal((B, T, H), dtype=np.float32)
     fns = {}
-    for peephole in peepholes:
+    for peephole in (None, "diagonal", "full"):
         lstm = LSTM(I, H, peephole=peephole, seed=0)
 
         def train(lstm=lstm):
             lstm.forward(x)
             lstm.backward(dy)
-        fns[("nplstm", peephole, "train")] = train
-        fns[("nplstm", peephole, "infer")] = lambda lstm=lstm: lstm.forward(x)
+        fns[f"train {peephole}"] = train
+        if peephole != "full":
+            def infer(lstm=lstm):
+                with no_grad():
+                    lstm.forward(x)
+            fns[f"infer {peephole}"] = infer
+    return fns
+
+
+def _torch_fns(torch, size, x, dy) -> dict:
+    """torch.nn.LSTM's and torch.nn.GRU's training steps (against nplstm.GRU's) and nn.LSTM's forward."""
+    from ..gru import GRU
+    B, T, I, H = size
+    lstm, gru_t, gru = torch.nn.LSTM(I, H, batch_first=True), torch.nn.GRU(I, H, batch_first=True), GRU(I, H, seed=0)
+    tx, tdy = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dy)
+
+    def step(module):
+        module.zero_grad(set_to_none=True)
+        tx.grad = None
+        module(tx)[0].backward(tdy)
+
+    def infer():
+        with torch.no_grad():
+            lstm(tx)
+
+    def gru_train():
+        gru.forward(x)
+        gru.backward(dy)
+    return {"torch train": lambda: step(lstm), "torch infer": infer,
+            "gru train": gru_train, "torch gru train": lambda: step(gru_t)}
+
+
+def _ort_fns(size, x, threads: int, folder: Path) -> dict:
+    """ONNX Runtime's forward of nplstm's LSTM exported as ONNX's LSTM operator, without and with
+    (diagonal) peepholes, checked to give nplstm's numbers before it is timed."""
+    import onnxruntime as ort
+
+    from ..interop.onnx import export
+    B, T, I, H = size
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    fns = {}
+    for peephole in (None, "diagonal"):
+        lstm = LSTM(I, H, peephole=peephole, seed=0)
+        path = export(lstm, folder / f"{peephole}_{B}_{T}_{I}_{H}.onnx")
+        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with no_grad():
+            ours = lstm.forward(x)[0]
+        if np.abs(sess.run(["y"], {"x": x})[0] - ours).max() > 1e-4:
+            raise RuntimeError(f"ONNX Runtime's output differs from nplstm's at {size}, peephole={peephole}")
+        fns[f"ort infer {peephole}"] = lambda sess=sess: sess.run(["y"], {"x": x})
+    return fns
+
+
+def inference_peak(size) -> float:
+    """Peak bytes allocated during a warm no_grad forward of one LSTM layer, over output + weights."""
+    B, T, I, H = size
+    lstm = LSTM(I, H, seed=0)
+    x = np.random.default_rng(0).standard_normal((B, T, I), dtype=np.float32)
+    with no_grad():
+        lstm.forward(x)
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        lstm.forward(x)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / (B * T * H * 4 + sum(p.nbytes for p in lstm.params.values()))
+
+
+# (row key, numerator, denominator): ratios of medians, each with its spread
+RATIOS = [("train_ratio", "train None", "torch train"), ("gru_ratio", "gru train", "torch gru train"),
+          ("infer_ratio", "infer None", "torch infer"), ("ort_ratio", "infer None", "ort infer None"),
+          ("ort_peephole_ratio", "infer diagonal", "ort infer diagonal"),
+          ("diagonal_over_none", "train diagonal", "train None"), ("full_over_none", "train full", "train None"),
+          ("infer_diagonal_over_none", "infer diagonal", "infer None")]
+
+
+def measure(size, *, repeat=MIN_REPEAT, torch=None, ort_threads=None, folder=None, extras=True) -> dict:
+    """One row: samples of every function, interleaved; ratios with spreads; floors, cache and memory
+    unless extras=False (the scaling rows). torch=None, ort_threads=None: that side is skipped."""
+    B, T, I, H = size
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, T, I), dtype=np.float32)
+    dy = rng.standard_normal((B, T, H), dtype=np.float32)
+    fns = _lstm_fns(size, x, dy)
+    if not extras:
+        fns = {k: fns[k] for k in ("train None", "infer None")}
     if torch is not None:
-        fns[("torch", None, "train")], fns[("torch", None, "infer")] = _torch_steps(torch, B, T, I, H, x, dy)
-    reps = max(min(repeat, 5), min(repeat, int(repeat * 2e5 / (B * T * H))))  # fewer for the largest sizes
-    result = interleaved(fns, reps)
-    result["gemm_floor"] = gemm_floor(B, T, I, H, repeat=reps)
-    result["gemm_floor_infer"] = gemm_floor(B, T, I, H, repeat=reps, forward_only=True)
+        fns.update(_torch_fns(torch, size, x, dy) if extras else
+                   {k: v for k, v in _torch_fns(torch, size, x, dy).items() if k in ("torch train", "torch infer")})
+    if ort_threads is not None and extras:
+        fns.update(_ort_fns(size, x, ort_threads, folder))
+    samples = interleaved_samples(fns, repeat)
+    row = {"B": B, "T": T, "I": I, "H": H, "repeats": repeat, "ms": {k: s.ms() for k, s in samples.items()},
+           "train_ms": samples["train None"].median * 1e3, "infer_ms": samples["infer None"].median * 1e3}
+    for key, a, b in RATIOS:
+        if a in samples and b in samples:
+            r = Ratio.of(samples[a], samples[b])
+            row[key], row[key + "_spread"] = r.value, r.spread
+    if "torch train" in samples:
+        row["torch_train_ms"], row["torch_infer_ms"] = (samples[k].median * 1e3 for k in ("torch train", "torch infer"))
+    if not extras:
+        return row
+    row["gflops"] = step_flops(B, T, I, H) / samples["train None"].median / 1e9
+    row["gemm_floor_ms"] = gemm_floor(B, T, I, H) * 1e3
+    row["infer_floor_ms"] = gemm_floor(B, T, I, H, forward_only=True) * 1e3
+    if "torch train" in samples:
+        row["floor_ratio"] = row["gemm_floor_ms"] / row["torch_train_ms"]
+        row["infer_floor_ratio"] = row["infer_floor_ms"] / row["torch_infer_ms"]
     lstm = LSTM(I, H, peephole="diagonal", seed=0)
     lstm.forward(x)
-    return {"size": size, "times": result, "repeats": reps,
-            "cache": cache_elements(lstm), "cache_formula": cache_formula(B, T, I, H)}
+    row["cache_mb"], row["cache_formula_mb"] = cache_elements(lstm) * 4 / 2 ** 20, cache_formula(B, T, I, H) * 4 / 2 ** 20
+    row["inference_peak"] = inference_peak(size)
+    step_s, checks_s = check_cost(size, repeat=repeat)
+    row["checks_fraction"] = checks_s / step_s
+    return row
 
 
-def run(sizes="default", repeat=7, threads=None, print_fn=print) -> list[dict]:
-    """Run the benchmark over a named grid or a list of (B, T, I, H); print the table; return rows."""
+def run(sizes="default", repeat=MIN_REPEAT, threads=None, scaling=True, print_fn=print) -> dict:
+    """Run the benchmark over a named grid (or a list of (B, T, I, H)); print the tables; return
+    {"machine", "threads", "gemm_rate", "rows", "scaling", "warnings"}."""
     try:
         import torch
     except ImportError:
         torch = None
-    grid = SIZES[sizes] if isinstance(sizes, str) else sizes
-    if torch is not None:
-        torch.set_num_threads(threads or _blas_threads() or torch.get_num_threads())
-    rate = gemm_rate()
-    print_fn(f"machine: {_cpu_name()}, {os.cpu_count()} cores, {_blas_threads() or '?'} BLAS threads; "
-             f"NumPy {np.__version__}" + (f", torch {torch.__version__} with {torch.get_num_threads()} threads"
-                                        if torch is not None else "; torch not installed: nplstm only"))
-    print_fn(f"float32 GEMM rate (NumPy, 2048x2048): {rate:.0f} GFLOP/s")
-    print_fn("training step = forward + backward to all parameters and the input; medians in ms")
-    head = (f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'nplstm':>8} {'torch':>8} {'ratio':>6} {'GFLOP/s':>7} {'%GEMM':>6}"
-            f" {'floor':>7} {'floor/torch':>11}"
-            f" | {'infer':>7} {'torch':>7} {'ratio':>6} {'floor/torch':>11} | {'diag':>6} {'full':>6}"
-            f" | {'cache MB':>8} {'formula':>7} | {'checks':>6}")
-    print_fn(head)
-    rows = []
-    for size in grid:
-        r = measure(size, repeat=repeat, torch=torch)
-        t = r["times"]
-        B, T, I, H = size
-        ours = t[("nplstm", None, "train")]
-        gflops = step_flops(B, T, I, H) / ours / 1e9
-        row = {"B": B, "T": T, "I": I, "H": H, "train_ms": ours * 1e3,
-               "infer_ms": t[("nplstm", None, "infer")] * 1e3, "gflops": gflops, "gemm_fraction": gflops / rate,
-               "gemm_floor_ms": t["gemm_floor"] * 1e3, "infer_floor_ms": t["gemm_floor_infer"] * 1e3,
-               "diagonal_over_none": t[("nplstm", "diagonal", "train")] / ours,
-               "full_over_none": t[("nplstm", "full", "train")] / ours,
-               "cache_mb": r["cache"] * 4 / 2 ** 20, "cache_formula_mb": r["cache_formula"] * 4 / 2 ** 20,
-               "repeats": r["repeats"]}
-        step_s, checks_s = check_cost(size, repeat=r["repeats"])
-        row["checks_fraction"] = checks_s / step_s
-        if torch is not None:
-            row.update(torch_train_ms=t[("torch", None, "train")] * 1e3, torch_infer_ms=t[("torch", None, "infer")] * 1e3)
-            row.update(train_ratio=row["train_ms"] / row["torch_train_ms"], infer_ratio=row["infer_ms"] / row["torch_infer_ms"],
-                       floor_ratio=row["gemm_floor_ms"] / row["torch_train_ms"],
-                       infer_floor_ratio=row["infer_floor_ms"] / row["torch_infer_ms"])
-        rows.append(row)
-        f = lambda k, w=8, p=2: f"{row[k]:>{w}.{p}f}" if k in row else f"{'-':>{w}}"
-        print_fn(f"{B:>3} {T:>5} {I:>4} {H:>4} | {f('train_ms')} {f('torch_train_ms')} {f('train_ratio', 6)} "
-                 f"{f('gflops', 7, 1)} {100 * row['gemm_fraction']:>5.0f}% {f('gemm_floor_ms', 7)} {f('floor_ratio', 11)} | {f('infer_ms', 7)} {f('torch_infer_ms', 7)} "
-                 f"{f('infer_ratio', 6)} {f('infer_floor_ratio', 11)} | {f('diagonal_over_none', 6)} {f('full_over_none', 6)} | "
-                 f"{f('cache_mb', 8, 1)} {f('cache_formula_mb', 7, 1)} | {100 * row['checks_fraction']:>5.1f}%")
-    print_fn("ratio = nplstm / torch (below 1: nplstm faster); floor = the step's BLAS calls alone (gemm_floor); "
-             "diag, full = training time with peepholes / without; checks = the NaN/Inf scans of a training "
-             "step (bench.check_cost) as a share of it")
-    return rows
+    name = sizes if isinstance(sizes, str) else None
+    grid = SIZES[sizes] if name else sizes
+    with pinned_threads(threads) as counts, tempfile.TemporaryDirectory() as folder:
+        info = machine()
+        rate = gemm_rate()
+        print_fn(f"machine: {info['cpu']}, {info['cores']} cores; NumPy {info['numpy']}, torch {info['torch']}, "
+                 f"onnxruntime {info['onnxruntime']}, threadpoolctl {info['threadpoolctl']}")
+        print_fn(f"threads: BLAS {counts['blas'] or '?'}, torch {counts['torch'] or '-'}, "
+                 f"onnxruntime intra-op {counts['onnxruntime'] or '-'}; float32 GEMM rate (NumPy, 2048x2048): {rate:.0f} GFLOP/s")
+        print_fn(f"{repeat} interleaved rounds per row after a warm-up; times in ms as median (min-max); "
+                 "ratio = nplstm / other, medians, with the spread of the per-round ratios (IQR / median)")
+        ort = counts["onnxruntime"] if _has_onnx() else None
+        rows = [measure(size, repeat=repeat, torch=torch, ort_threads=ort, folder=Path(folder)) for size in grid]
+        _print_rows(rows, print_fn)
+        scale = []
+        if scaling:
+            scale = [measure(size, repeat=repeat, torch=torch, extras=False) for size in SCALING[name or "default"]]
+            _print_scaling(scale, print_fn)
+    warnings = [f"{r['B']}, {r['T']}, {r['I']}, {r['H']}: {key} spread {100 * r[key + '_spread']:.0f} %"
+                for r in rows + scale for key, _, _ in RATIOS if r.get(key + "_spread", 0) > SPREAD_WARNING]
+    for w in warnings:
+        print_fn(f"warning: ratio not trustworthy in this run (per-round spread > {100 * SPREAD_WARNING:.0f} %): {w}")
+    return {"machine": info, "threads": counts, "gemm_rate": rate, "rows": rows, "scaling": scale, "warnings": warnings}
 
 
-def _cpu_name() -> str:
+def _has_onnx() -> bool:
     try:
-        with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def _blas_threads() -> int | None:
-    try:
-        from threadpoolctl import threadpool_info
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError:
-        return None
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return max(counts) if counts else None
+        return False
+    return True
+
+
+def _cell(row, key, w=6, p=2):
+    return f"{row[key]:>{w}.{p}f}" if key in row else f"{'-':>{w}}"
+
+
+def _ratio(row, key, w=6):
+    if key not in row:
+        return f"{'-':>{w + 6}}"
+    spread = 100 * row[key + "_spread"]
+    flag = "!" if row[key + "_spread"] > SPREAD_WARNING else " "
+    return f"{row[key]:>{w}.2f} {spread:>3.0f}%{flag}" if spread < 999.5 else f"{row[key]:>{w}.2f} >999%"
+
+
+def _spread_ms(row, key):
+    if key not in row["ms"]:
+        return f"{'-':<21}"
+    m = row["ms"][key]
+    return f"{m['median']:.3g} ({m['min']:.3g}-{m['max']:.3g})".ljust(21)
+
+
+def _size(row):
+    return f"{row['B']:>3} {row['T']:>5} {row['I']:>4} {row['H']:>4}"
+
+
+def _print_rows(rows, print_fn):
+    size = f"{'B':>3} {'T':>5} {'I':>4} {'H':>4}"
+    print_fn("\ntraining step (forward + backward to every parameter and the input)")
+    print_fn(f"{size} | {'nplstm':<21} {'torch':<21} {'ratio spread':>12} | {'GRU/torch':>12} | "
+             f"{'diag':>12} {'full':>12} | {'GFLOP/s':>7} {'floor':>7} {'floor/torch':>11} | {'checks':>6}")
+    for r in rows:
+        print_fn(f"{_size(r)} | {_spread_ms(r, 'train None')} {_spread_ms(r, 'torch train')} {_ratio(r, 'train_ratio')} | "
+                 f"{_ratio(r, 'gru_ratio')} | {_ratio(r, 'diagonal_over_none')} {_ratio(r, 'full_over_none')} | "
+                 f"{_cell(r, 'gflops', 7, 1)} {_cell(r, 'gemm_floor_ms', 7)} {_cell(r, 'floor_ratio', 11)} | "
+                 f"{100 * r['checks_fraction']:>5.1f}%")
+    print_fn("\ninference (forward alone: nplstm and torch under no_grad; ONNX Runtime's LSTM operator)")
+    print_fn(f"{size} | {'nplstm':<21} {'torch':<21} {'ratio spread':>12} | {'/ORT':>12} {'/ORT peep':>12} | "
+             f"{'diag':>12} | {'floor/torch':>11} | {'cache MB':>8} {'formula':>7} | {'peak':>5}")
+    for r in rows:
+        print_fn(f"{_size(r)} | {_spread_ms(r, 'infer None')} {_spread_ms(r, 'torch infer')} {_ratio(r, 'infer_ratio')} | "
+                 f"{_ratio(r, 'ort_ratio')} {_ratio(r, 'ort_peephole_ratio')} | {_ratio(r, 'infer_diagonal_over_none')} | "
+                 f"{_cell(r, 'infer_floor_ratio', 11)} | {_cell(r, 'cache_mb', 8, 1)} {_cell(r, 'cache_formula_mb', 7, 1)} | "
+                 f"{_cell(r, 'inference_peak', 5)}")
+    print_fn("diag, full = time with peepholes / without; /ORT peep = nplstm with diagonal peepholes / ORT's LSTM "
+             "operator with them; floor = the BLAS calls alone (gemm_floor); cache = what training keeps for the "
+             "backward, against cache_formula; peak = a no_grad forward's peak allocation / (output + weights); "
+             "checks = the NaN/Inf scans' share of a training step (check_cost); ! = spread above "
+             f"{100 * SPREAD_WARNING:.0f} %")
+
+
+def _print_scaling(rows, print_fn):
+    print_fn("\nscaling: microseconds per time step and per sequence of the batch, (time / (B T)); flat = linear cost")
+    print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'train':>8} {'torch':>8} {'ratio spread':>12} | "
+             f"{'infer':>8} {'torch':>8} {'ratio spread':>12}")
+    for r in rows:
+        per = lambda key: r["ms"][key]["median"] * 1e3 / (r["B"] * r["T"]) if key in r["ms"] else float("nan")
+        print_fn(f"{_size(r)} | {per('train None'):>8.3f} {per('torch train'):>8.3f} {_ratio(r, 'train_ratio')} | "
+                 f"{per('infer None'):>8.3f} {per('torch infer'):>8.3f} {_ratio(r, 'infer_ratio')}")
+
+

@@ -1,5 +1,5 @@
 """Gradient flow back in time: how large the gradient of a loss at the last step is with respect to
-each earlier state, for an LSTM and for a plain tanh RNN (the constant error carousel, measured).
+each earlier state, for an LSTM, a GRU and a plain tanh RNN (the constant error carousel, measured).
 
 Exact, by one backward pass per start step (O(T²) steps in all): the run from step t on is the
 model itself started from the state entering t, so its initial-state gradient is ∂L/∂(h_t, c_t).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..gru import GRU
 from ..layers import LSTM
 from ..rnn import RNN
 from ..stack import LSTMConfig
@@ -42,6 +43,28 @@ def lstm_state_gradients(lstm: LSTM, x: np.ndarray, dy_last: np.ndarray) -> tupl
     return dh_norm, dc_norm
 
 
+def gru_state_gradients(gru: GRU, x: np.ndarray, dy_last: np.ndarray) -> np.ndarray:
+    """||∂L/∂h_t|| for every state of a unidirectional GRU, as lstm_state_gradients (its state is h alone).
+
+    x: (B, T, I); dy_last: (B, H) -> (T,).
+    """
+    cfg = gru.config
+    if cfg.bidirectional:
+        raise ValueError("gru_state_gradients: a bidirectional GRU has no single direction of time")
+    B, T, _ = x.shape
+    gru.forward(x)
+    inside = gru.internals()
+    h = np.stack([inside[f"l{k}"]["h"] for k in range(cfg.num_layers)])   # (L, B, T, H)
+    dh_norm = np.empty(T)
+    for t in range(T):
+        gru.forward(x[:, t:], np.zeros_like(h[:, :, 0]) if t == 0 else h[:, :, t - 1])   # the state entering t
+        dy = np.zeros((B, T - t, cfg.hidden_size), gru.dtype)
+        dy[:, -1] = dy_last
+        _, dh0 = gru.backward(dy)
+        dh_norm[t] = np.linalg.norm(dh0)
+    return dh_norm
+
+
 def rnn_state_gradients(rnn: RNN, x: np.ndarray, dy_last: np.ndarray) -> np.ndarray:
     """||∂L/∂h_t|| for every state of a plain RNN, L = <dy_last, y_{T-1}>; as lstm_state_gradients.
 
@@ -60,11 +83,13 @@ def rnn_state_gradients(rnn: RNN, x: np.ndarray, dy_last: np.ndarray) -> np.ndar
     return dh_norm
 
 
-def gradient_flow(x: np.ndarray, cfg: LSTMConfig, trained: LSTM | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+def gradient_flow(x: np.ndarray, cfg: LSTMConfig, trained: LSTM | None = None, seed: int = 0,
+                  gru: GRU | None = None) -> dict[str, np.ndarray]:
     """The curves of the gradient-flow figure, "model: quantity" -> (T,) norms, computed in float64.
 
     x: (1, T, I); cfg: the LSTM's shape, copied by a fresh LSTM (unidirectional here) and by a fresh
-    plain RNN (same I and H); trained: the trained LSTM too, if given and unidirectional.
+    plain RNN (same I and H); trained: the trained LSTM too, if given and unidirectional; gru: a
+    trained GRU of the same sizes, if given and unidirectional.
     The loss gradient at the last step is the same unit vector for every model.
     """
     x = x.astype(np.float64)
@@ -78,6 +103,11 @@ def gradient_flow(x: np.ndarray, cfg: LSTMConfig, trained: LSTM | None = None, s
     for name, lstm in models.items():
         dh, dc = lstm_state_gradients(lstm, x, dy_last)
         curves[f"LSTM, {name}: ‖∂L/∂h_t‖"], curves[f"LSTM, {name}: ‖∂L/∂c_t‖"] = dh, dc
+    if gru is not None and not gru.config.bidirectional:
+        c = gru.config
+        copy = GRU(c.input_size, c.hidden_size, num_layers=c.num_layers, dtype=np.float64)
+        copy.params = {k: v.astype(np.float64) for k, v in gru.params.items()}
+        curves["GRU, trained: ‖∂L/∂h_t‖"] = gru_state_gradients(copy, x, dy_last)
     return curves
 
 

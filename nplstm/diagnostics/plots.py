@@ -129,13 +129,17 @@ def _norm_value(v) -> float:
 
 
 def gates_figure(internals: dict[str, np.ndarray], title: str = ""):
-    """Heatmaps (units × time) of i, f, g, o and c for one sequence. internals: name -> (T, H)."""
-    fig = _figure(figsize=(8, 9), layout="constrained")
-    axes = fig.subplots(5, 1, sharex=True)
-    c_max = max(float(np.abs(internals["c"]).max()), 1e-6)
+    """Heatmaps (units × time) of one sequence: an LSTM's i, f, g, o and c, or a GRU's r, z, n and h.
+    internals: name -> (T, H)."""
+    lstm = "c" in internals
+    fig = _figure(figsize=(8, 9 if lstm else 7.4), layout="constrained")
+    axes = fig.subplots(5 if lstm else 4, 1, sharex=True)
+    c_max = max(float(np.abs(internals["c"]).max()), 1e-6) if lstm else 1.0
     scales = {"i": (0, 1, "viridis"), "f": (0, 1, "viridis"), "g": (-1, 1, "RdBu_r"), "o": (0, 1, "viridis"),
-              "c": (-c_max, c_max, "RdBu_r")}
-    names = {"i": "input gate i", "f": "forget gate f", "g": "cell input g", "o": "output gate o", "c": "cell state c"}
+              "c": (-c_max, c_max, "RdBu_r")} if lstm else \
+             {"r": (0, 1, "viridis"), "z": (0, 1, "viridis"), "n": (-1, 1, "RdBu_r"), "h": (-1, 1, "RdBu_r")}
+    names = {"i": "input gate i", "f": "forget gate f", "g": "cell input g", "o": "output gate o", "c": "cell state c",
+             "r": "reset gate r", "z": "update gate z", "n": "candidate n", "h": "hidden state h"}
     for ax, (key, (vmin, vmax, cmap)) in zip(axes, scales.items()):
         image = ax.imshow(internals[key].T, aspect="auto", origin="lower", interpolation="nearest",
                           vmin=vmin, vmax=vmax, cmap=cmap)
@@ -253,19 +257,21 @@ def run_figures(run: Run) -> dict[str, object]:
         else:   # a charlm run from before the Embedding (one-hot inputs), or no checkpoint to embed with
             I = run.config["model"]["input_size"]
             x = np.eye(I, dtype=np.float32)[x % I]
-    gru = run.config["model"].get("cell") == "gru"   # a GRU has no gates i, f, g, o or cell state to show
-    if run.model is not None and not gru:
-        lstm = run.model.lstm
-        lstm.forward(x.astype(lstm.dtype))
-        for key, series in lstm.internals().items():
+    gru = run.config["model"].get("cell") == "gru"
+    if run.model is not None:
+        layer = run.model.lstm               # the LSTM, or the GRU
+        layer.forward(x.astype(layer.dtype))
+        state = "hidden" if gru else "cell"
+        for key, series in layer.internals().items():
             figures[f"gates_{key}"] = gates_figure({k: v[0] for k, v in series.items()},
-                                                   f"{name}: gates and cell state of test sequence 0 ({key})")
+                                                   f"{name}: gates and {state} state of test sequence 0 ({key})")
     if run.model is not None and not gru:
         cfg, trained = run.model.lstm.config, run.model.lstm
-    else:                                    # a fresh LSTM of the run's sizes beside the plain RNN
+    else:                                    # a fresh LSTM of the run's sizes beside the plain RNN (and the GRU)
         m = run.config["model"]
         cfg, trained = LSTMConfig(m["input_size"], m["hidden_size"], m["num_layers"]), None
-    figures["gradient_flow"] = gradient_flow_figure(gradient_flow(x, cfg, trained),
+    trained_gru = run.model.lstm if gru and run.model is not None else None
+    figures["gradient_flow"] = gradient_flow_figure(gradient_flow(x, cfg, trained, gru=trained_gru),
                                                     f"{name}: gradient of a loss at the last step, test sequence 0")
     return figures
 

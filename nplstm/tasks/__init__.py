@@ -13,7 +13,8 @@
 | continual_reber | Gers, Schmidhuber & Cummins 2000 | accuracy on the repeated T/P >= 0.95 (ours) |
 | noise_free_lag | 1997, Exp. 2a | every output's error < 0.25 |
 | copy | Arjovsky, Shah & Bengio 2016 | all 10 symbols copied on >= 99% (ours) |
-| timing | Gers, Schraudolph & Schmidhuber 2002 | every spike delay measured to the step (ours) |
+| timing | Gers, Schraudolph & Schmidhuber 2002 (MSD) | every spike delay measured to the step (ours) |
+| timed_spikes | Gers, Schraudolph & Schmidhuber 2002 (GTS) | every output within 0.49 of its target, every step |
 | charlm | - | held-out loss below the bigram entropy (ours) |
 | series | your CSV series (tasks/files.py) | none: the test split beside persistence and seasonal-naive |
 | sequences | your .npz of labelled sequences | none: the test split's metrics |
@@ -34,7 +35,7 @@ from .copying import Copy
 from .files import Sequences, Series
 from .long_lag import Adding, NoiseFreeLag, TemporalOrder
 from .reber import ContinualReber, Reber, embedded_reber, next_symbol_sets, possible_next
-from .timing import SpikeDelays
+from .timing import SpikeDelays, TimedSpikes
 
 TASKS: dict[str, Callable[..., Task]] = {
     "adding": Adding,
@@ -44,6 +45,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "noise_free_lag": NoiseFreeLag,
     "copy": Copy,
     "timing": SpikeDelays,
+    "timed_spikes": TimedSpikes,
     "charlm": CharLM,
     "series": Series,
     "sequences": Sequences,
@@ -67,4 +69,4 @@ def make_task(name: str, **options) -> Task:
 
 
 __all__ = ["Batch", "Task", "TASKS", "make_task", "Adding", "TemporalOrder", "Reber", "ContinualReber",
-           "NoiseFreeLag", "Copy", "SpikeDelays", "CharLM", "Series", "Sequences", "embedded_reber", "next_symbol_sets", "possible_next"]
+           "NoiseFreeLag", "Copy", "SpikeDelays", "TimedSpikes", "CharLM", "Series", "Sequences", "embedded_reber", "next_symbol_sets", "possible_next"]

@@ -1,5 +1,7 @@
-"""Measuring spike delays, the timing task of Gers, Schraudolph & Schmidhuber (2002), "Learning
-Precise Timing with LSTM Recurrent Networks", JMLR 3:115-143, on which peepholes matter."""
+"""The timing tasks of Gers, Schraudolph & Schmidhuber (2002), "Learning Precise Timing with LSTM
+Recurrent Networks", JMLR 3:115-143, on which peepholes are said to matter: measuring spike delays
+(MSD) and generating timed spikes (GTS). docs/results.md ("Do peepholes matter?") lists what we took
+from the paper and what we had to assume."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,3 +74,65 @@ class SpikeDelays(Task):
         wrong = int(((np.abs(err) * self.t_max >= 0.5) | ~finite(out)[batch.mask]).sum())  # nan >= 0.5 is False
         return {"mse": float(np.mean(err ** 2)), "wrong": float(wrong), "frac_wrong": wrong / len(err),
                 "accuracy": 1 - wrong / len(err), "solved": float(wrong == 0)}
+
+
+GTS_TOLERANCE = 0.49   # Gers et al. 2002: an output is right if within 0.49 of its target
+
+
+@dataclass(eq=False, kw_only=True)
+class TimedSpikes(Task):
+    """Generating timed spikes (GTS): after one start signal, emit a spike every `period` steps, unprompted.
+
+    x: (B, T, 1) float32, 1.0 at the start step s (uniform in [0, period)), 0 elsewhere;
+    y: (B, T, 1) float32, 1.0 at s + k·period for k = 1, 2, ..., 0 elsewhere (before the start too);
+    mask: (B, T) all True, every step counts: the network must also stay silent between spikes.
+    Per-step "mse".
+
+    No input after the start, no reset and no teacher forcing (the network never sees its own or
+    the target's spikes): it must time the period with its cell state and restart its own count.
+    Criterion of Gers et al. 2002: every output within 0.49 of its target; solved = every step of
+    every sequence. (The paper runs one continuous stream; our sequences are T steps long.)
+    """
+    T: int = 200              # steps per sequence
+    period: int = 20          # steps between spikes, and from the start signal to the first spike
+    seed: int = 0
+    test_size: int = 64
+
+    name = "timed_spikes"
+    input_size = 1
+    output_size = 1
+    loss = "mse"
+    many_to_one = False
+    paper = {"source": "Gers, Schraudolph & Schmidhuber 2002, JMLR 3:115-143, abstract",
+             "finding": "without external resets or teacher forcing, LSTM with peephole connections learns to "
+                        "generate stable streams of precisely timed spikes"}
+
+    def __post_init__(self):
+        check_int(self.name, "period", self.period, 1)
+        check_int(self.name, "T", self.T, 2 * self.period)         # room for a spike after the latest start
+        check_int(self.name, "test_size", self.test_size, 1)
+
+    def batch(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        B, T, n = check_batch_size(self.name, batch_size), self.T, self.period
+        start = rng.integers(0, n, B)
+        steps = np.arange(T)
+        since = steps[None] - start[:, None]                       # (B, T) steps since the start signal
+        x = (since == 0).astype(np.float32)[..., None]
+        y = ((since > 0) & (since % n == 0)).astype(np.float32)[..., None]
+        return Batch(x, y, np.ones((B, T), bool))
+
+    def _make_test_set(self) -> Batch:
+        return self.batch(np.random.default_rng([self.seed, 1]), self.test_size)
+
+    def evaluate(self, out: np.ndarray, batch: Batch) -> dict[str, float]:
+        """out: (B, T, 1). Metrics: mse, wrong (steps off by 0.49 or more, or not finite), frac_wrong,
+        spikes_missed, false_spikes, accuracy (per sequence: every step right), solved (every sequence)."""
+        out = check_out(self.name, out, batch.y.shape)
+        err = np.abs(out - batch.y)[..., 0]                                  # (B, T)
+        wrong = ~(err < GTS_TOLERANCE) & batch.mask                          # NaN is wrong
+        spike = batch.y[..., 0] > 0
+        right = ~wrong.any(1)
+        return {"mse": float(np.mean(err[batch.mask] ** 2)),
+                "wrong": float(wrong.sum()), "frac_wrong": float(wrong.sum() / batch.mask.sum()),
+                "spikes_missed": float((wrong & spike).sum()), "false_spikes": float((wrong & ~spike).sum()),
+                "accuracy": float(right.mean()), "solved": float(right.all())}

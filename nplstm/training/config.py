@@ -104,7 +104,8 @@ class History:
     # lr, grad_norm{mean, max} (before clipping, since the last one), seconds (of training so far),
     # grad_norm_per_param{key: root mean square of that gradient's norm since the last one, before clipping},
     # clipped (updates since the last one whose gradient was scaled down), and from the last training
-    # batch's forward (monitor.gate_stats): saturation{prefix: {i, f, g, o}}, cell{prefix: {max_abs, mean_abs}}
+    # batch's forward (monitor.gate_stats): saturation{prefix: {i, f, g, o}} (a GRU's {r, z, n}),
+    # cell{prefix: {max_abs, mean_abs}} (an LSTM's only)
     records: list[dict] = field(default_factory=list)
     solved: bool = False
     step_solved: int | None = None

@@ -43,6 +43,10 @@ RECIPES = {
         "measure the delay between spikes to the step (Gers, Schraudolph & Schmidhuber 2002)",
         task={"T": 200, "t_min": 10, "t_max": 30},
         model={"hidden_size": 16}, train={"batch_size": 16, "lr": 1e-2, "steps": 3000, "eval_every": 50}),
+    "timed_spikes": Recipe(
+        "emit a spike every --period steps after one start signal, unprompted (Gers, Schraudolph & Schmidhuber 2002)",
+        task={"T": 60, "period": 10}, model={"hidden_size": 8},
+        train={"batch_size": 16, "lr": 1e-2, "steps": 1250, "eval_every": 25}),
     "charlm": Recipe(
         "character-level language model on any UTF-8 text (default: Python's own documentation)",
         model={"hidden_size": 128}, train={"batch_size": 32, "lr": 3e-3, "steps": 2000, "eval_every": 250,

@@ -31,8 +31,8 @@ def save_state(path, model, task, opt, rng, history, window, state, cfg, best=No
     restore_best, the parameters of the best evaluation so far ("best/..."; load_model returns them)."""
     arrays = {**{"params/" + k: v for k, v in model.params.items()}, **{"best/" + k: v for k, v in (best or {}).items()},
               **{"optim/" + k: v for k, v in opt.state_dict().items()}, **scaler_arrays(model)}
-    if isinstance(state, tuple):
-        arrays["stream/h"], arrays["stream/c"] = state
+    if state is not None:                    # a stream's carried state: an LSTM's (h, c), a GRU's h alone
+        arrays.update(zip(("stream/h", "stream/c"), state if isinstance(state, tuple) else (state,)))
     meta = {"step": history.steps_done, "task": task.name, "model": model_config(model),
             "task_options": task.options() if hasattr(task, "options") else None,
             "vocab": getattr(task, "vocab", None),
@@ -109,17 +109,20 @@ def resume(path, model, task, opt, rng, state, cfg):
 
 
 def _stream(arrays, state, model, path):
-    """A stream's carried (h, c), each (L·D, B, H) like `state` (the zeros the loop starts with)."""
+    """A stream's carried state like `state` (the zeros the loop starts with): an LSTM's (h, c) or a GRU's h,
+    each (L·D, B, H)."""
     if "stream/h" not in arrays and "stream/c" not in arrays:
         raise ValueError(f"resume_from {path}: the task is a stream but the checkpoint has no carried state")
-    carried = []
-    for name, zeros in zip(("stream/h", "stream/c"), state):
+    carried, pair = [], isinstance(state, tuple)
+    if not pair and "stream/c" in arrays:
+        raise ValueError(f"resume_from {path}: the checkpoint carries an LSTM's (h, c), but the model is a GRU")
+    for name, zeros in zip(("stream/h", "stream/c"), state if pair else (state,)):
         a = arrays.get(name)
         if a is None or a.shape != zeros.shape or a.dtype != zeros.dtype or not np.isfinite(a).all():
             got = "missing" if a is None else f"{a.dtype.name}{a.shape}" + ("" if np.isfinite(a).all() else " with NaN/Inf")
             raise ValueError(f"resume_from {path}: {name} is {got}, expected finite {zeros.dtype.name}{zeros.shape}")
         carried.append(a)
-    return tuple(carried)
+    return tuple(carried) if pair else carried[0]
 
 
 def _no_stream(arrays, path):

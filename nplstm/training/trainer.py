@@ -70,10 +70,11 @@ def make_optimizer(cfg: TrainConfig):
 
 
 def train_step(model: Model, batch, loss_fn, state=None, rng=None):
-    """Forward, loss and backward on one batch; fills model.grads. Returns (loss, (h_n, c_n) or None).
+    """Forward, loss and backward on one batch; fills model.grads. Returns (loss, the state after it or None).
 
-    state: None for independent sequences; for a stream, the (h, c) carried from the previous
-    batch (zeros at the first), each (L·D, B, H). rng: draws the model's dropout masks (None: no dropout).
+    state: None for independent sequences; for a stream, the state carried from the previous batch
+    (zeros at the first): an LSTM's (h, c), a GRU's h, each (L·D, B, H). rng: draws the model's dropout
+    masks (None: no dropout).
     """
     if state is None:
         out = model.forward(batch.x, lengths=batch.lengths, rng=rng)
@@ -139,9 +140,6 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
         raise ValueError(f"task {task.name} is a stream (stateful): it needs a many-to-many model")
     if stateful and model.dropout:
         raise ValueError(f"task {task.name} is a stream (stateful): dropout is not supported on streams")
-    if stateful and model.is_gru:
-        raise ValueError(f"task {task.name} is a stream (stateful): carrying a GRU's state across batches is not "
-                         f"supported yet; use the LSTM (cell 'lstm')")
     check_run_dir(cfg, resume_from)
     check_memory(task, model_config(model), cfg)
     loss_fn, test = LOSSES[task.loss], task.test_set()
@@ -172,8 +170,8 @@ def train(model: Model, task, cfg: TrainConfig, *, resume_from=None) -> History:
                 history.steps_done, history.wall_seconds = step, time.perf_counter() - start
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     # the cache still holds this batch's forward: read it before evaluate() runs the test set
-                    inside = {} if model.is_gru else gate_stats(model.lstm.internals(), batch.lengths,
-                                                                  model.lstm.config.variant)
+                    inside = gate_stats(model.lstm.internals(), batch.lengths,
+                                        None if model.is_gru else model.lstm.config.variant)
                     evaluating = True
                     _add_record(history, window, cfg, opt.lr, evaluate(model, task, test, cfg.eval_batch), inside)
                     evaluating, window = False, new_window()
@@ -293,9 +291,10 @@ def _config_json(cfg, model, task):
 
 
 def _zero_state(model, B):
+    """A stream's first state: zeros (L·D, B, H), a pair (h, c) for an LSTM, h alone for a GRU."""
     c = model.lstm.config
     zeros = np.zeros((c.num_layers * c.num_directions, B, c.hidden_size), model.dtype)   # (L·D, B, H)
-    return zeros, zeros.copy()
+    return zeros if model.is_gru else (zeros, zeros.copy())
 
 
 def _open_bar(cfg, step):
