@@ -93,8 +93,8 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     batch-first array returned (the reverse direction through a time-reversed view); beyond it, inference
     holds the halved weight copies, O(B·H) state, and one chunk of steps' gates (lstm.CHUNK elements
     at most) in the layer's workspace, allocated by the first call and reused by every later one.
-    Measured, peak / (output + weights): 1.05 (LSTM), 0.99 (bidirectional), 1.01 (GRU) on a warm call;
-    the first call adds the workspace (1.26 for the LSTM). The training forward keeps the cache, several
+    Measured, peak / (output + weights): 1.03 (LSTM), 0.98 (bidirectional), 1.03 (GRU) on a warm call;
+    the first call adds the workspace (1.27 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
     outputs' worth."""
     make = {"lstm": lambda: nplstm.LSTM(32, 128, seed=0), "gru": lambda: nplstm.GRU(32, 128, seed=0),
             "bidirectional": lambda: nplstm.LSTM(32, 128, bidirectional=True, seed=0)}[layer]
