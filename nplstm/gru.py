@@ -20,9 +20,9 @@ import numpy as np
 from . import anomaly
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .grad import INFERENCE, check_cache, is_grad_enabled
-from .lstm import CHUNK, _fresh
+from .lstm import CHUNK, _fresh, hidden_states
 from .ops import sigmoid
-from .stack import LSTMConfig, StackCache, _flip, _masks, _ws, batch_sizes_of
+from .stack import LSTMConfig, StackCache, _flip, _masks, _out_view, _ws, batch_sizes_of
 
 R_, Z_, N_ = range(3)  # gate blocks along the 3H axis
 PARAMS = ("W", "R", "b", "b_hn")
@@ -118,12 +118,7 @@ def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True
     # A (batched) GEMM per chunk of steps: g[k, t] starts as x_t W_k + b_k and becomes gate k in place.
     g = alloc(name + "gates", (3, rows, B, H), x.dtype)
     hn = alloc(name + "hn", (rows, B, H), x.dtype, zero=ragged)
-    if keep:
-        h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
-        h[0] = h0
-        h0, hs = h[0], h[1:]                 # hs[t] is h_{t+1}
-    else:                                    # inference: h_0 stays the caller's, outputs go to `out`
-        hs = out if out is not None else _fresh("h", (T, B, H), x.dtype, zero=ragged)
+    h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out)   # hs[t] is h_{t+1}
     hR = alloc("hR", (3, B, H), x.dtype)     # h_{t-1} R_k for k = r, z, n, reused every step
     Wb3, R3 = _per_gate(np.concatenate([W, b[None]])), _per_gate(R)
     for s0 in range(0, T, S):
@@ -258,9 +253,7 @@ def gru_stack_forward(params, x, h0, lengths, cfg: GRUConfig, workspace: dict | 
             inp = inp * masks[k - 1]         # dropout on the layer's input
         y_k, outs = (np.empty((B, T, D * H), x.dtype) if direct else None), []
         for d in range(D):
-            pre, out = cfg.prefix(k, d), None
-            if direct:                       # a time-major view of y_k, reversed for the reverse direction
-                out = y_k.transpose(1, 0, 2)[:, :, d * H:(d + 1) * H][::1 if d == 0 else -1]
+            pre, out = cfg.prefix(k, d), _out_view(y_k, d, H) if direct else None
             h, cache = gru_forward(inp if d == 0 else _flip(inp, flip), h0[k * D + d],
                                    *(params[pre + p] for p in PARAMS), batch_sizes=batch_sizes, ws=_ws(workspace, pre),
                                    keep=keep, out=out)

@@ -130,12 +130,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
               if not kept]                   # blocks whose pre-activation the cell never uses
     tanh_g = v.input_activation == "tanh"
     tanh_all = peephole is None and tanh_g   # one tanh call can activate all four blocks
-    if keep:
-        h = alloc("h", (T + 1, B, H), x.dtype, zero=ragged)
-        h[0] = h0
-        h0, hs = h[0], h[1:]                 # hs[t] is h_{t+1}
-    else:                                    # inference: h_0 stays the caller's, outputs go to `out`
-        hs = out if out is not None else _fresh("h", (T, B, H), x.dtype, zero=ragged)
+    h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out)   # hs[t] is h_{t+1}
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
@@ -218,6 +213,20 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     if not keep:
         return hs, c[0], None
     return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
+
+
+def hidden_states(alloc, h0, T: int, dtype, ragged: bool, keep: bool, out=None):
+    """Where a forward writes h_t: (h, h0, hs) with hs[t] = h_{t+1}, (T, B, H), and h0 the state read at t = 0.
+
+    Training keeps h (T+1, B, H) for the backward, h[0] = h_0 (from the workspace `alloc`); inference keeps no
+    h: it reads h_0 from the caller and writes h_1..h_T into `out` (or a fresh array), so h is None.
+    """
+    B, H = h0.shape
+    if not keep:
+        return None, h0, out if out is not None else _fresh("h", (T, B, H), dtype, zero=ragged)
+    h = alloc("h", (T + 1, B, H), dtype, zero=ragged)
+    h[0] = h0
+    return h, h[0], h[1:]
 
 
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache

@@ -171,10 +171,7 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
             pre = cfg.prefix(k, d)
             j = k * D + d
             a_out = None if record is None else np.zeros((T, B, 4 * H), x.dtype)
-            out = None
-            if direct:
-                out = y_k.transpose(1, 0, 2)[:, :, d * H:(d + 1) * H]
-                out = out if d == 0 else out[::-1]
+            out = _out_view(y_k, d, H) if direct else None
             h, c, cache = lstm_forward(inp if d == 0 else _flip(inp, flip), h0[j], c0[j],
                                        params[pre + "W"], params[pre + "R"], params[pre + "b"],
                                        _peepholes(params, pre, cfg), batch_sizes=batch_sizes, variant=cfg.variant,
@@ -199,6 +196,13 @@ def stack_forward(params, x, h0, c0, lengths, cfg: LSTMConfig, workspace: dict |
     elif not direct:
         y = y.copy()                         # its own memory: the workspace is reused next call
     return y, (h_n, c_n), StackCache(caches, order, lengths, flip, dropout) if keep else None
+
+
+def _out_view(y, d: int, H: int) -> np.ndarray:
+    """Direction d's outputs inside a batch-first y (B, T, D·H), as the (T, B, H) array the recurrence writes:
+    time-major by a transposed view, and time-reversed for the reverse direction (d = 1, full-length rows)."""
+    out = y.transpose(1, 0, 2)[:, :, d * H:(d + 1) * H]
+    return out if d == 0 else out[::-1]
 
 
 def _masks(dropout, order):
