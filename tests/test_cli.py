@@ -107,3 +107,33 @@ def test_reproduce_keeps_the_notes_below_the_marker(tmp_path):
     text = out.read_text()
     assert "old table" not in text and text.endswith(f"{NOTES_MARKER}\n\nOur notes stay.\n")
     assert text.index("| Embedded Reber") < text.index(NOTES_MARKER)
+
+
+def test_reproduce_only_msd_runs_its_2x2_and_keeps_the_notes(tmp_path):
+    from nplstm.training.reproduce import NOTES_MARKER
+    out = tmp_path / "results.md"
+    out.write_text(f"# old table\n\n{NOTES_MARKER}\n\nOur notes stay.\n")
+    printed = nplstm("reproduce", "--quick", "--seeds", 1, "--only", "msd", "--jobs", 1, "--out", out).stdout
+    runs = [line for line in printed.splitlines() if line.startswith("  msd peephole=")]
+    assert len(runs) == 4 and {line.split(" seed ")[0] for line in runs} == {
+        f"  msd peephole={p} {r}" for p in ("diagonal", "None") for r in ("bptt", "truncated")}
+    text = out.read_text()
+    for shown in (printed, text):
+        lines = shown.splitlines()
+        assert lines.count("| peepholes | BPTT | 1997 truncated rule |") == 1       # MSD's table, not GTS's
+        assert sum(line.startswith("| diagonal | ") for line in lines) == 1
+        assert sum(line.startswith("| none | ") for line in lines) == 1
+        assert "MSD" in shown and "GTS" not in shown and "| experiment |" not in shown   # no empty main table
+    assert text.startswith("# Reproduced results\n\nMeasured by `nplstm reproduce --seeds 1 --quick --only msd`")
+    assert text.index("## Do peepholes matter? The 2 × 2") < text.index("| diagonal |") < text.index(NOTES_MARKER)
+    assert "old table" not in text and text.endswith(f"{NOTES_MARKER}\n\nOur notes stay.\n")
+
+
+def test_reproduce_refuses_an_unknown_only_name_listing_the_names(tmp_path):
+    result = nplstm("reproduce", "--quick", "--only", "reber", "pfg", "--out", "results.md", cwd=tmp_path, ok=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("nplstm reproduce: error: argument --only: ") and "got 'pfg'" in line
+    for name in ("'reber'", "'timing'", "'msd'", "'gts'", "'timing2x2'", "'Embedded Reber (1997 Exp. 1)'"):
+        assert name in line
+    assert not (tmp_path / "results.md").exists() and result.stdout == ""

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from nplstm.cli import MAX_SEEDS, task_fields
 from nplstm.tasks import TASKS
 from nplstm.tasks.base import MAX_SIZE
-from nplstm.training.reproduce import EXPERIMENTS
+from nplstm.training.reproduce import only_names
 
 CORES = os.cpu_count() or 1
 MEMORY_CAP = 4 * 2 ** 30   # address space of each subprocess: a refusal allocates nothing large, a slip fails fast
@@ -114,7 +114,7 @@ class Case:
 
 
 SHORT_TRAIN = ("--steps", "2", "--eval-every", "2", "--batch", "2", "--no-progress", "--quiet", "--run-dir", "run")
-EXPERIMENT_NAMES = tuple({e.task for e in EXPERIMENTS} | {e.label for e in EXPERIMENTS})
+EXPERIMENT_NAMES = tuple(name for names in only_names().values() for name in names)   # tasks, labels, msd, gts, ...
 
 
 def _cases() -> list[Case]:

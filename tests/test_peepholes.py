@@ -2,7 +2,6 @@
 spikes (Gers, Schraudolph & Schmidhuber 2002): the loop is the trainer's, the truncated step is the
 library's rule, and timing_table runs end to end."""
 import re
-import time
 
 import numpy as np
 import pytest
@@ -111,9 +110,7 @@ def test_cell_counts_solved_seeds_and_their_sequences():
 
 
 def test_timing_table_quick_runs_end_to_end():
-    start = time.perf_counter()
     rows, table = peepholes.timing_table(seeds=1, budget=64, quick=True)
-    assert time.perf_counter() - start < 10
     assert len(rows) == 2 * 2 * 2 and {(r["task"], r["peephole"], r["rule"]) for r in rows} == {
         (t, p, r) for t in ("msd", "gts") for p in ("diagonal", None) for r in ("bptt", "truncated")}
     assert all(r["steps"] == 4 and r["budget"] == 64 for r in rows)
@@ -127,3 +124,27 @@ def test_timing_table_quick_runs_end_to_end():
     assert "MSD" in table and "GTS" in table and "budget 64 sequences" in table
     with pytest.raises(ValueError, match="tasks: expected keys of"):
         peepholes.timing_table(tasks=("pfg",))
+
+
+def test_the_papers_49_50_gaps_run_with_their_own_budget():
+    setup = peepholes.SETUPS["msd50"]
+    assert (setup.task_options["t_min"], setup.task_options["t_max"], setup.budget) == (49, 50, 200_000)
+    assert "msd50" not in peepholes.DEFAULT
+    r = peepholes.run_one("msd50", "diagonal", "truncated", 0, quick=True)
+    assert r["task"] == "msd50" and r["steps"] == 4 and not r["diverged"]
+
+
+# --- in nplstm reproduce ---------------------------------------------------------------------------------
+
+def test_reproduce_selects_the_2x2_tables_by_their_names():
+    from nplstm.training.reproduce import EXPERIMENTS, select
+    spikes = [e for e in EXPERIMENTS if e.task == "timing"]
+    assert select(None) == (EXPERIMENTS, ["msd", "gts"])
+    assert select(["timing"]) == (spikes, [])                       # the suite's own spike-delay rows only
+    assert select(["msd"]) == ([], ["msd"])
+    assert select(["gts", "timing2x2"]) == ([], ["msd", "gts"])
+    assert select(["timing2x2"]) == ([], ["msd", "gts"])             # the paper's 49/50 gaps only by name
+    assert select(["msd50", "timing2x2"]) == ([], ["msd", "gts", "msd50"])
+    assert select(["reber", "gts"]) == (EXPERIMENTS[:1], ["gts"])
+    with pytest.raises(ValueError, match=r"--only: expected .*'msd', 'gts', 'msd50', 'timing2x2'.*got 'pfg'"):
+        select(["reber", "pfg"])

@@ -65,6 +65,15 @@ def _reproduce(args):
     run_suite(seeds=args.seeds, quick=args.quick, only=args.only, out=args.out, jobs=args.jobs)
 
 
+def _experiment(text: str) -> str:
+    """An argparse type: a name `reproduce --only` takes (reproduce.check_name); imported only when given."""
+    from ..training.reproduce import check_name
+    try:
+        return check_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _plot(args):
     from ..diagnostics.report import plot_run
     for path in plot_run(args.run_dir, args.out, ("png", "svg") if args.format == "both" else (args.format,)):
@@ -161,10 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the papers' experiments over several seeds, beside their numbers",
                        description="Run the paper suite and print (and write as Markdown) a table of success "
-                                   "rate, training sequences, test error and wall time beside the papers'.")
+                                   "rate, training sequences, test error and wall time beside the papers', then "
+                                   "the 2 x 2 of peepholes x learning rule (BPTT, the 1997 truncated rule) on "
+                                   "the Gers 2002 timing tasks.")
     p.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=5, help="seeds per experiment (default 5)")
     p.add_argument("--quick", action="store_true", help="a short version of every experiment (a smoke test)")
-    p.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments")
+    p.add_argument("--only", nargs="+", type=_experiment, metavar="EXPERIMENT",
+                   help="run only these: a task (reber, adding, ...; timing is the suite's spike-delay rows), "
+                        "an experiment's label, or a timing table of the 2 x 2 (msd, gts, or timing2x2 for both)")
     p.add_argument("--out", default="results.md", help="Markdown file to write (default results.md)")
     p.add_argument("--jobs", type=integer(1, os.cpu_count() or 1), default=None,
                    help="parallel processes, at most the cores here (default: the number of cores)")

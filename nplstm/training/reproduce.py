@@ -2,18 +2,23 @@
 
 Each experiment is a task with its recipe (nplstm/training/recipes.py) plus the ablation it shows;
 every seed trains a fresh model until the paper's criterion is met or the recipe's update
-budget runs out. Seeds run in parallel processes, one BLAS thread each.
+budget runs out. The suite also runs the peepholes × learning rule 2 × 2 on the Gers 2002 timing
+tasks (nplstm/training/peepholes.py). All runs share one pool of processes, one BLAS thread each.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shlex
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+from . import peepholes
 
 
 @dataclass(frozen=True)
@@ -86,36 +91,90 @@ def run_one(exp: Experiment, seed: int, quick: bool) -> dict:
             "steps": history.steps_done, "max_c": max_c}
 
 
+TIMING_2X2 = "timing2x2"       # the --only name of the default 2 × 2 tables; each alone goes by its key in SETUPS
+
+
+def only_names() -> dict[str, list[str]]:
+    """Every name --only takes, by kind: experiment tasks, timing tables, experiment labels."""
+    return {"task": list(dict.fromkeys(e.task for e in EXPERIMENTS)),
+            "timing table": [*peepholes.SETUPS, TIMING_2X2], "label": [e.label for e in EXPERIMENTS]}
+
+
+def check_name(name: str) -> str:
+    """name, if --only takes it; else a ValueError that lists every name it takes."""
+    kinds = only_names()
+    if not any(name in names for names in kinds.values()):
+        listed = "; ".join(f"{kind}s: " + ", ".join(map(repr, names)) for kind, names in kinds.items())
+        raise ValueError(f"expected the name of an experiment ({listed}), got {name!r}")
+    return name
+
+
+def select(only=None) -> tuple[list[Experiment], list[str]]:
+    """The experiments and the timing tables (keys of peepholes.SETUPS) that `only` names; None: all."""
+    if not only:
+        return list(EXPERIMENTS), list(peepholes.DEFAULT)
+    for name in only:
+        try:
+            check_name(name)
+        except ValueError as err:
+            raise ValueError(f"--only: {err}") from None
+    return ([e for e in EXPERIMENTS if e.task in only or e.label in only],
+            [k for k in peepholes.SETUPS if k in only or (TIMING_2X2 in only and k in peepholes.DEFAULT)])
+
+
+class Suite(NamedTuple):
+    rows: list                   # one dict per (experiment, seed), as run_one returns it
+    timing: list                 # one dict per (table, peephole, rule, seed), as peepholes.run_one returns it
+
+
 def run_suite(seeds: int = 5, quick: bool = False, only=None, out: str | None = "results.md", jobs=None,
-              print_fn=print) -> list[dict]:
-    """Run every experiment (or those whose task or label is in `only`) over `seeds` seeds."""
-    chosen = [e for e in EXPERIMENTS if not only or e.task in only or e.label in only]
-    if not chosen:
-        raise ValueError(f"--only: no experiment matches {only}; tasks: {sorted({e.task for e in EXPERIMENTS})}")
+              print_fn=print, budget: int | None = None) -> Suite:
+    """Run every experiment and the timing 2 × 2 (or those `only` names, see select) over `seeds` seeds.
+    budget: training sequences per seed of the 2 × 2 (None: each setup's). Prints a line per run and the
+    tables; writes them to `out` (Markdown), keeping the notes below NOTES_MARKER. -> Suite(rows, timing)."""
+    chosen, tables = select(only)
     jobs = jobs or os.cpu_count() or 1
-    work = [(e, s) for e in chosen for s in range(seeds)]
-    print_fn(f"{len(chosen)} experiments x {seeds} seeds on {jobs} processes" + (" (quick)" if quick else ""))
+    cells = [(key, peephole, rule) for key in tables for peephole in peepholes.PEEPHOLES for rule in peepholes.RULES]
+    what = " and ".join(([f"{len(chosen)} experiments"] if chosen else []) +
+                        ([f"{len(cells)} timing cells"] if cells else []))
+    print_fn(f"{what} x {seeds} seeds on {jobs} processes" + (" (quick)" if quick else ""))
     os.environ["OPENBLAS_NUM_THREADS"] = "1"     # inherited by the workers: one core each
     start = time.perf_counter()
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, e, s, quick) for e, s in work]
-        results = []
-        for f in futures:
+        # both kinds queued before any result is awaited, so that neither waits for the other to finish
+        main = [pool.submit(run_one, e, s, quick) for e in chosen for s in range(seeds)]
+        timed = [pool.submit(peepholes.run_one, *c, s, budget, quick) for c in cells for s in range(seeds)]
+        results, timing = [], []
+        for f in main:
             r = f.result()
             results.append(r)
             outcome = "diverged (NaN or Inf)" if r.get("diverged") else "solved" if r["solved"] else "not solved"
             print_fn(f"  {r['label']}, seed {r['seed']}: {outcome} ({r['sequences'] or '-'} sequences, "
                      f"{r['seconds']:.0f} s)")
-    table = markdown_table(chosen, results, seeds)
-    print_fn(table)
+        for f in timed:
+            timing.append(f.result())
+            print_fn(f"  {peepholes.describe(timing[-1])}")
+    parts = ([markdown_table(chosen, results, seeds)] if chosen else []) + \
+        ([timing_section(timing, tables)] if tables else [])
+    text = "\n".join(parts)
+    print_fn(text)
     if out:
         notes = _kept_notes(out)
+        command = " ".join(["nplstm reproduce", f"--seeds {seeds}", *(["--quick"] if quick else []),
+                            *(["--only", *map(shlex.quote, only)] if only else [])])
         with open(out, "w", encoding="utf-8") as fh:
-            fh.write(f"# Reproduced results\n\nMeasured by `nplstm reproduce --seeds {seeds}`"
-                     f"{' --quick' if quick else ''} in {time.perf_counter() - start:.0f} s "
-                     f"({jobs} processes, one BLAS thread each).\n\n{table}\n{notes}")
+            fh.write(f"# Reproduced results\n\nMeasured by `{command}` in {time.perf_counter() - start:.0f} s "
+                     f"({jobs} processes, one BLAS thread each).\n\n{text}\n{notes}")
         print_fn(f"wrote {out}")
-    return results
+    return Suite(results, timing)
+
+
+def timing_section(rows: list, tables) -> str:
+    """The 2 × 2 tables of `tables` (keys of peepholes.SETUPS) under their heading, as results.md shows them."""
+    return ("## Do peepholes matter? The 2 × 2 (Gers 2002 timing tasks × learning rule)\n\n"
+            "Each seed trains a fresh network for at most the budget in its table's title; the tasks' "
+            "settings are those of peepholes.SETUPS, explained in the notes below (\"Do peepholes matter?\").\n\n"
+            + peepholes.render(rows, tables))
 
 
 NOTES_MARKER = "<!-- notes: everything below this line is kept when nplstm reproduce rewrites the file -->"
