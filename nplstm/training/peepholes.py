@@ -49,8 +49,8 @@ SETUPS = {
                  {"T": 120, "t_min": 10, "t_max": 11, "test_size": 128}),
     "gts": Setup("Generating timed spikes (GTS), every 10 steps", "timed_spikes",
                  {"T": 60, "period": 10, "test_size": 32}, stream={"T": 10_010, "test_size": 8}),
-    # the paper's own distinction; 160 steps hold 3 measured spikes. Not in DEFAULT: 20 runs of up to
-    # 200,000 sequences (the budget) take about half an hour on 2 cores
+    # the paper's own distinction; 160 steps hold 3 measured spikes. Not in DEFAULT: its 20 runs of
+    # 200,000 sequences (the budget) took 43 minutes on 2 cores (docs/results.md)
     "msd50": Setup("Measuring spike delays (MSD), gaps of 49 or 50 steps (the paper's)", "timing",
                    {"T": 160, "t_min": 49, "t_max": 50, "test_size": 128}, budget=200_000),
 }
