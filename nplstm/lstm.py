@@ -136,11 +136,14 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     c[0] = c0
     rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
     tmp = alloc("tmp", (B, 2, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
-    tmp_if, tmp_1 = tmp.reshape(B, 2 * H), alloc("tmp_1", (B, H), x.dtype)
-    if not keep:                             # one c_t, overwritten in place, and its tanh: the same views every step
-        c_prev = c_t = c[0]
-        tanh_c_t = tanh_c[0]
-    gates_prev = None                        # FGR: [i, f, o] of step t-1, (n, 3H)
+    tmp_if, tmp_1, a_fixed = tmp.reshape(B, 2 * H), alloc("tmp_1", (B, H), x.dtype), alloc("a", (B, 4 * H), x.dtype)
+    # Trick 4, few Python-level costs per step (they dominate at small sizes): constants are 0-d arrays
+    # (a Python float is converted on every call), outputs are passed by position, and the views of the
+    # scratch arrays are made again only when n_t changes. Inference, which keeps no gates, activates
+    # every step in one fixed buffer, so that its gate views too are made only then.
+    one_half, one = np.array(0.5, x.dtype), np.array(1.0, x.dtype)
+    shift = 1 - half                         # ½ for i, f, o and 0 for g: σ(a) = tanh(a/2) · ½ + ½
+    n_prev, gates_prev = None, None          # n_t of the step before; FGR: [i, f, o] of step t-1, (n, 3H)
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
         k0 = s0 if keep else 0               # where this chunk's steps sit in x1 and z
@@ -148,71 +151,85 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
         np.matmul(x1[k0:k0 + s1 - s0].reshape(-1, x1.shape[2]), Wb, out=z[k0:k0 + s1 - s0].reshape(-1, 4 * H))
         for t in range(s0, s1):
             n = batch_sizes[t]
-            a, a4 = z[k0 + t - s0, :n], z4[k0 + t - s0, :n]  # (n, 4H), its (n, 4, H) view: a_t (halved), then gates
+            if n != n_prev:                  # the first n_t rows of the scratch arrays
+                n_prev = n
+                rec_n, tmp_n, tmp_if_n, tmp_1_n = rec[:n], tmp[:n], tmp_if[:n], tmp_1[:n]
+                if not keep:                 # inference: a_t, c_t and tanh c_t live in fixed buffers
+                    a, a4, a_if, i, f, g, o = _gate_views(a_fixed[:n], H)
+                    c_prev = c_t = c[0, :n]  # c_t overwrites c_{t-1}
+                    c_prev3, tanh_c_t = c_prev[:, None, :], tanh_c[0, :n]
+            j = k0 + t - s0
             h_prev = hs[t - 1, :n] if t else h0[:n]
-            a += np.matmul(h_prev, R_half, out=rec[:n])    # a_t = x_t W + h_{t-1} R + b
+            if keep:                         # training: a_t is row t of the cache, then its gates
+                a = z[j, :n]
+                a += np.matmul(h_prev, R_half, rec_n)        # a_t = x_t W + h_{t-1} R + b
+                a, a4, a_if, i, f, g, o = _gate_views(a, H)
+                c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
+                c_prev3 = c_prev[:, None, :]
+            else:
+                np.add(z[j, :n], np.matmul(h_prev, R_half, rec_n), a)   # the same a_t, in the fixed buffer
             if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
                 a4[:, [I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H)
-            if keep:
-                c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
-            elif n < B:
-                c_prev = c_t = c[0, :n]
-                tanh_c_t = tanh_c[0, :n]
-            a_if = a[:, :2 * H]                  # a_i/2, a_f/2: then tanh of them, then i_t, f_t
             if peephole == "diagonal":           # i and f peek at c_{t-1}
-                a_if += np.multiply(c_prev[:, None, :], p_if, out=tmp[:n]).reshape(n, 2 * H)
+                np.multiply(c_prev3, p_if, tmp_n)
+                a_if += tmp_if_n
             elif peephole == "full":
-                a_if += np.matmul(c_prev, p_if, out=tmp_if[:n])
+                a_if += np.matmul(c_prev, p_if, tmp_if_n)
             if a_out is not None:                # undo the halving: diagnostics see a_t itself
                 np.divide(a, half, out=a_out[t, :n])
                 for q in unused:
                     a_out[t, :n, q * H:(q + 1) * H] = 0.0
-            i, f, g, o = a4[:, I], a4[:, F], a4[:, G], a4[:, O]  # a/2 (a for g) until activated below
-            if tanh_all:                         # o does not wait for c_t: one tanh for all four blocks
-                np.tanh(a, out=a)
-                o *= 0.5
-                o += 0.5                         # o_t = σ(a_o) = (1 + tanh(a_o/2)) / 2
+            if tanh_all:                         # o does not wait for c_t: one tanh, one ½ (1 + ·) for all four
+                np.tanh(a, a)
+                a *= half
+                a += shift                       # i, f, o = (1 + tanh(a/2)) / 2; g = tanh(a_g) · 1 + 0
             else:
-                k = 3 * H if tanh_g else 2 * H   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
-                np.tanh(a[:, :k], out=a[:, :k])
+                a_k = a[:, :3 * H] if tanh_g else a_if   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
+                np.tanh(a_k, a_k)
                 if peephole is None:
-                    np.tanh(o, out=o)
-                    o *= 0.5
-                    o += 0.5                     # o_t
-            a_if *= 0.5
-            a_if += 0.5                          # i_t, f_t = (1 + tanh(a/2)) / 2
+                    np.tanh(o, o)
+                    o *= one_half
+                    o += one_half                # o_t
+                a_if *= one_half
+                a_if += one_half                 # i_t, f_t = (1 + tanh(a/2)) / 2
             if not v.input_gate:
                 i[...] = 1.0                     # NIG: i ≡ 1
             if v.coupled:
-                np.subtract(1, i, out=f)         # CIFG: f = 1 - i
+                np.subtract(one, i, f)           # CIFG: f = 1 - i
             if v.forget_gate:
-                np.multiply(f, c_prev, out=c_t)  # f_t c_{t-1} (in inference c_t is c_{t-1}'s own memory)
+                np.multiply(f, c_prev, c_t)      # f_t c_{t-1} (in inference c_t is c_{t-1}'s own memory)
             else:
                 f[...] = 1.0                     # the 1997 LSTM: f ≡ 1
                 c_t[...] = c_prev
-            c_t += np.multiply(i, g, out=tmp_1[:n])   # c_t = f_t c_{t-1} + i_t g_t
+            c_t += np.multiply(i, g, tmp_1_n)    # c_t = f_t c_{t-1} + i_t g_t
             if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
                 if peephole == "diagonal":
-                    o += np.multiply(c_t, p_o, out=tmp_1[:n])
+                    o += np.multiply(c_t, p_o, tmp_1_n)
                 else:
-                    o += np.matmul(c_t, p_o, out=tmp_1[:n])
+                    o += np.matmul(c_t, p_o, tmp_1_n)
                 if a_out is not None and v.output_gate:
                     np.multiply(o, 2, out=a_out[t, :n, O * H:])
-                np.tanh(o, out=o)
-                o *= 0.5
-                o += 0.5                         # o_t
+                np.tanh(o, o)
+                o *= one_half
+                o += one_half                    # o_t
             if not v.output_gate:
                 o[...] = 1.0                     # NOG: o ≡ 1
             if v.output_activation == "tanh":
-                np.tanh(c_t, out=tanh_c_t)
+                np.tanh(c_t, tanh_c_t)
             else:
                 tanh_c_t[...] = c_t              # NOAF: h_t = o_t c_t
-            np.multiply(o, tanh_c_t, out=hs[t, :n])     # h_t = o_t tanh(c_t)
+            np.multiply(o, tanh_c_t, hs[t, :n])  # h_t = o_t tanh(c_t)
             if Rg_half is not None:
                 gates_prev = a4[:, [I, F, O]].reshape(n, 3 * H)   # a copy: the chunk's z is reused
     if not keep:
         return hs, c[0], None
     return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
+
+
+def _gate_views(a, H: int):
+    """a (n, 4H) -> a, a4 (n, 4, H), a_if (n, 2H), i, f, g, o (n, H): views; a/2 (a for g) until activated."""
+    a4 = a.reshape(a.shape[0], 4, H)
+    return a, a4, a[:, :2 * H], a4[:, I], a4[:, F], a4[:, G], a4[:, O]
 
 
 def hidden_states(alloc, h0, T: int, dtype, ragged: bool, keep: bool, out=None):
@@ -312,39 +329,43 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
     d_da, dh_dc = alloc("d_da", (chunk, B, 4, H), x1.dtype), alloc("dh_dc", (chunk, B, H), x1.dtype)
     tmp, tmp2 = alloc("tmp", (B, H), x1.dtype), alloc("tmp2", (B, 2, H), x1.dtype)
     R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
+    n_prev = None
     for end in range(T, 0, -chunk):          # chunks [start, end), the last chunk first
         start = max(0, end - chunk)
         _local_derivatives(gates4[start:end], c[start:end], tanh_c[start:end], d_da[:end - start],
                            dh_dc[:end - start], v)
         for t in range(end - 1, start - 1, -1):
             n = batch_sizes[t]
+            if n != n_prev:                  # views of the running and scratch arrays, as in the forward
+                n_prev = n
+                dh_t, dc_t, tmp_n, tmp2_n = dh[:n], dc[:n], tmp[:n], tmp2[:n]
+                dc_t3 = dc_t[:, None, :]     # (n, 1, H): δc_t for the three blocks i, f, g at once
             d_da_t, dh_dc_t = d_da[t - start, :n], dh_dc[t - start, :n]
             da, da4 = da_all[t, :n], da4_all[t, :n]
-            dh_t, dc_t = dh[:n], dc[:n]
             dh_t += dy[t, :n]                # h_t feeds the output y_t and step t+1
             # backprop h_t = o_t tanh(c_t)
-            np.multiply(dh_t, d_da_t[:, O], out=da4[:, O])          # δa_o
+            np.multiply(dh_t, d_da_t[:, O], da4[:, O])               # δa_o
             if fgr:                          # o_t also fed a_{t+1} through R_gates
                 _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, O)
-            dc_t += np.multiply(dh_t, dh_dc_t, out=tmp[:n])         # δc_t += δh_t o_t (1 - tanh² c_t)
+            dc_t += np.multiply(dh_t, dh_dc_t, tmp_n)               # δc_t += δh_t o_t (1 - tanh² c_t)
             if peephole == "diagonal":       # o_t peeked at c_t
-                dc_t += np.multiply(da4[:, O], p_o, out=tmp[:n])
+                dc_t += np.multiply(da4[:, O], p_o, tmp_n)
             elif peephole == "full":
-                dc_t += np.matmul(da4[:, O], p_o, out=tmp[:n])
+                dc_t += np.matmul(da4[:, O], p_o, tmp_n)
             # backprop c_t = f_t c_{t-1} + i_t g_t into a_i, a_f, a_g at once
-            np.multiply(dc_t[:, None, :], d_da_t[:, :O], out=da4[:, :O])
+            np.multiply(dc_t3, d_da_t[:, :O], da4[:, :O])
             if fgr:                          # i_t, f_t also fed a_{t+1} through R_gates
                 _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, I, F)
             if v.forget_gate:
                 dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
             if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}: δc_{t-1} += δa_i p_i + δa_f p_f
-                pf = np.multiply(da4[:, IF], p_if, out=tmp2[:n])   # (a sum over 2 terms: two adds beat a reduction)
-                dc_t += np.add(pf[:, 0], pf[:, 1], out=tmp[:n])
+                pf = np.multiply(da4[:, IF], p_if, tmp2_n)   # (a sum over 2 terms: two adds beat a reduction)
+                dc_t += np.add(pf[:, 0], pf[:, 1], tmp_n)
             elif peephole == "full":
-                dc_t += np.matmul(da[:, :2 * H], p_if, out=tmp[:n])
+                dc_t += np.matmul(da[:, :2 * H], p_if, tmp_n)
             if fgr:                          # backprop [i, f, o]_{t-1} R_gates into the gates of step t-1
-                np.matmul(da, M, out=dgates[:n])
-            np.matmul(da, R_T, out=dh_t)     # backprop a_t into h_{t-1}
+                np.matmul(da, M, dgates[:n])
+            np.matmul(da, R_T, dh_t)         # backprop a_t into h_{t-1}
     # Weight gradients: one GEMM each over all steps and rows (finished rows have δa = 0).
     da2 = da_all.reshape(T * B, 4 * H)
     dWb = x1.reshape(T * B, -1).T @ da2      # [dW; db]: the column of ones sums δa over steps and rows
