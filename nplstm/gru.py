@@ -20,9 +20,10 @@ import numpy as np
 from . import anomaly
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
 from .grad import INFERENCE, check_cache, is_grad_enabled
-from .lstm import CHUNK, _fresh, hidden_states
+from .lstm import CHUNK
 from .ops import sigmoid
 from .stack import LSTMConfig, StackCache, _flip, _masks, _out_view, _ws, batch_sizes_of
+from .workspace import fresh, hidden_states
 
 R_, Z_, N_ = range(3)  # gate blocks along the 3H axis
 PARAMS = ("W", "R", "b", "b_hn")
@@ -101,7 +102,7 @@ def _per_gate(M: np.ndarray) -> np.ndarray:
 def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True, out=None, a_out=None):
     """Run one direction over the whole sequence.
 
-    x: (T, B, I); h0: (B, H); W: (I, 3H); R: (H, 3H); b: (3H,); b_hn: (H,); ws: an lstm.Workspace or None;
+    x: (T, B, I); h0: (B, H); W: (I, 3H); R: (H, 3H); b: (3H,); b_hn: (H,); ws: a workspace.Workspace or None;
     keep: False is inference (nplstm.no_grad): one chunk of steps' gates in memory, no cache.
     out: with keep=False, None or a (T, B, H) array of any strides that receives h_1..h_T (lstm_forward's `out`).
     a_out: None, or a (3, T, B, H) array that receives the pre-activations a_r, a_z, a_n (diagnostics).
@@ -109,7 +110,7 @@ def gru_forward(x, h0, W, R, b, b_hn, *, batch_sizes, ws=None, keep: bool = True
     the outputs h_1..h_T (T, B, H) (`out` if given) and None.
     """
     T, B, I = x.shape
-    H, alloc = R.shape[0], (_fresh if ws is None else ws.get)
+    H, alloc = R.shape[0], (fresh if ws is None else ws.get)
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs
     S = max(1, min(T, CHUNK // (B * 3 * H)))  # steps whose input projection is computed at once
     name, rows = ("", T) if keep else ("inference ", S)   # inference's buffers hold one chunk
@@ -174,7 +175,7 @@ def gru_backward(dy, dh_n, cache: GRUCache, W, R, b_hn=None, *, ws=None, d_out=N
     """
     x1, g, hn, h, batch_sizes = cache
     T, B, _ = x1.shape
-    H, alloc = R.shape[0], (_fresh if ws is None else ws.get)
+    H, alloc = R.shape[0], (fresh if ws is None else ws.get)
     # δ of every step, blocks [δa_n, δa_r, δa_z, δhn] (finished rows stay 0): d[:3] is the gradient
     # of x W + b with W's blocks rolled to (n, r, z), d[1:] that of h_{t-1} R in R's order (r, z, n).
     d = alloc("d", (4, T, B, H), x1.dtype, zero=batch_sizes[-1] < B) if d_out is None else d_out
@@ -333,7 +334,7 @@ class GRU:
         self.config = GRUConfig(*sizes, bool(bidirectional))
         self.params = init_gru_params(self.config, np.random.default_rng(seed), self.dtype)
         self.grads: dict[str, np.ndarray] = {}
-        self._cache, self._workspace = None, {}   # the last cache; scratch arrays reused between calls (lstm.Workspace)
+        self._cache, self._workspace = None, {}   # the last cache; scratch arrays reused between calls (workspace.Workspace)
 
     def forward(self, x: np.ndarray, state: np.ndarray | None = None, lengths=None, dropout=None):
         """x: (B, T, I); state: h_0 (L·D, B, H) or None for zeros; lengths: (B,) ints or None;

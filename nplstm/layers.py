@@ -68,7 +68,7 @@ class LSTM:
         self.params = init_params(self.config, np.random.default_rng(seed), self.dtype, forget_bias)
         self.grads: dict[str, np.ndarray] = {}
         self._cache = None
-        self._workspace: dict = {}   # scratch arrays reused from call to call (see lstm.Workspace)
+        self._workspace: dict = {}   # scratch arrays reused from call to call (see workspace.Workspace)
 
     def forward(self, x: np.ndarray, state=None, lengths=None, dropout=None):
         """x: (B, T, I); state: (h_0, c_0) each (L·D, B, H) or None for zeros; lengths: (B,) ints or None;

@@ -13,29 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .workspace import Workspace, fresh, hidden_states
+
 I, F, G, O = range(4)  # gate blocks along the 4H axis
 IF = slice(I, G)        # i and f together: the gates that peek at c_{t-1}
-
-
-class Workspace:
-    """Scratch arrays kept between calls, by name. A fresh multi-megabyte array costs page faults
-    on first touch, which shows at large sizes; reusing one does not. Whatever a call takes from
-    a workspace is overwritten by the next call that uses the same workspace."""
-
-    def __init__(self):
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
-        a = self._arrays.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = self._arrays[name] = np.empty(shape, dtype)
-        if zero:
-            a.fill(0)
-        return a
-
-
-def _fresh(name: str, shape: tuple, dtype, zero: bool = False) -> np.ndarray:
-    return (np.zeros if zero else np.empty)(shape, dtype)
 
 
 class Variant(NamedTuple):
@@ -63,7 +44,7 @@ VARIANTS = {"vanilla": VANILLA, "NIG": Variant(input_gate=False), "NFG": Variant
 class Cache(NamedTuple):
     """What the backward pass needs from the forward pass of one layer and direction."""
     x1: np.ndarray           # (T, B, I+1) the input with a column of ones: [x_t, 1]
-    gates: np.ndarray        # (T, B, 4, H) activations i, f, g, o (1 for a removed gate)
+    gates: np.ndarray        # (T, B, 4, H) activations i, f, g, o (1 for a removed gate); a view of (T, 4, B, H)
     c: np.ndarray            # (T+1, B, H) cell states, c[0] = c_0
     h: np.ndarray            # (T+1, B, H) hidden states, h[0] = h_0
     tanh_c: np.ndarray       # (T, B, H) the output activation of c_t: tanh(c_t), or c_t itself (NOAF)
@@ -104,27 +85,36 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     T, B, _ = x.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B             # finished rows must hold finite zeros for the GEMMs below
-    alloc = _fresh if ws is None else ws.get
+    alloc = fresh if ws is None else ws.get
     # Trick 1, halving: σ(a) = (1 + tanh(a/2)) / 2. The i, f, o columns of W, R, b and the peepholes
     # are halved once here, so the buffer below holds a/2 for i, f, o (a for g), and one tanh call per
-    # step activates i, f and g together; `u *= 0.5; u += 0.5` then turns tanh(a/2) into σ(a).
-    half = np.full(4 * H, 0.5, x.dtype)
-    half[G * H:(G + 1) * H] = 1.0
-    Wb = np.concatenate([W, b[None]]) * half  # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
-    # Trick 3, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
-    # each step adds h_{t-1} R and activates its row in place, so after step t, z[t] holds the gates
+    # step activates i, f and g together; `u *= ½; u += ½` then turns tanh(a/2) into σ(a).
+    half = np.full((4, 1, 1), 0.5, x.dtype)  # per gate block: ½ for i, f, o, 1 for g
+    half[G] = 1.0
+    shift = 1 - half                         # ½ for i, f, o and 0 for g: σ(a) = tanh(a/2) · ½ + ½
+    Wb = np.concatenate([W, b[None]])        # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
+    Wb *= np.repeat(half.ravel(), H)         # (I+1, 4H), halved
+    # Trick 3, gate blocks: z[t, k] (B, H) is gate k of step t, so the elementwise work on one gate runs over
+    # contiguous memory. NumPy pays one inner loop per row for a (B, H) block inside (B, 4H) rows, and for an
+    # operand broadcast over the rows, so per-gate constants are repeated over the rows too (scale_b, p_if).
+    # The recurrent GEMM is batched over the gates.
+    scale_b, shift_b = (np.broadcast_to(u, (4, B, H)).copy() for u in (half, shift))
+    R4 = _per_gate(R)                        # (4, H, H): R4[k] = R[:, kH:(k+1)H], halved in place
+    R4 *= half
+    # Trick 4, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
+    # each step adds h_{t-1} R and activates its blocks in place, so after step t, z[t] holds the gates
     # i, f, g, o. Training keeps every step's z (the cache); inference reuses one chunk's worth.
     S = max(1, min(T, CHUNK // (B * 4 * H)))
-    name = "" if keep else "inference "      # inference's small buffers do not evict training's
-    x1 = alloc(name + "x1", (T if keep else S, B, x.shape[2] + 1), x.dtype)
+    name, rows = ("", T) if keep else ("inference ", S)   # inference's small buffers do not evict training's
+    x1 = alloc(name + "x1", (rows, B, x.shape[2] + 1), x.dtype)
     x1[..., -1] = 1.0
-    z = alloc(name + "gates", (T if keep else S, B, 4 * H), x.dtype)
-    z4 = z.reshape(z.shape[0], B, 4, H)      # same memory, one gate per block
-    R_half = R * half
+    z = alloc(name + "gates", (rows, 4, B, H), x.dtype)
+    proj = alloc("proj", (S, B, 4 * H), x.dtype)   # one chunk's x_t W + b, before it is split into gate blocks
     if peephole == "diagonal":
-        p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5              # (2, H), (H,)
+        p_if = np.broadcast_to(np.stack(p[:2])[:, None] * 0.5, (2, B, H)).copy()   # (2, B, H): p_i, p_f per row
+        p_o = np.broadcast_to(p[2] * 0.5, (B, H)).copy()
     elif peephole == "full":
-        p_if, p_o = np.concatenate(p[:2], axis=1) * 0.5, p[2] * 0.5  # (H, 2H): c_prev @ [P_i | P_f]
+        p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5            # (2, H, H): c_prev P_i, c_prev P_f at once
     Rg_half = None if not v.gate_recurrence else R_gates * 0.5     # every column is a σ gate's
     unused = [q for q, kept in ((I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate))
               if not kept]                   # blocks whose pre-activation the cell never uses
@@ -134,57 +124,62 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
-    rec = alloc("rec", (B, 4 * H), x.dtype)  # h_{t-1} R, reused every step
-    tmp = alloc("tmp", (B, 2, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
-    tmp_if, tmp_1, a_fixed = tmp.reshape(B, 2 * H), alloc("tmp_1", (B, H), x.dtype), alloc("a", (B, 4 * H), x.dtype)
-    # Trick 4, few Python-level costs per step (they dominate at small sizes): constants are 0-d arrays
+    rec = alloc("rec", (4, B, H), x.dtype)  # h_{t-1} R, reused every step
+    tmp = alloc("tmp", (2, B, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
+    tmp_1, a_fixed = alloc("tmp_1", (B, H), x.dtype), alloc("a", (4, B, H), x.dtype)
+    a_out4 = None if a_out is None else a_out.reshape(T, B, 4, H)
+    # Trick 5, few Python-level costs per step (they dominate at small sizes): constants are 0-d arrays
     # (a Python float is converted on every call), outputs are passed by position, and the views of the
     # scratch arrays are made again only when n_t changes. Inference, which keeps no gates, activates
     # every step in one fixed buffer, so that its gate views too are made only then.
     one_half, one = np.array(0.5, x.dtype), np.array(1.0, x.dtype)
-    shift = 1 - half                         # ½ for i, f, o and 0 for g: σ(a) = tanh(a/2) · ½ + ½
     n_prev, gates_prev = None, None          # n_t of the step before; FGR: [i, f, o] of step t-1, (n, 3H)
     for s0 in range(0, T, S):
         s1 = min(T, s0 + S)
         k0 = s0 if keep else 0               # where this chunk's steps sit in x1 and z
         x1[k0:k0 + s1 - s0, :, :-1] = x[s0:s1]
-        np.matmul(x1[k0:k0 + s1 - s0].reshape(-1, x1.shape[2]), Wb, out=z[k0:k0 + s1 - s0].reshape(-1, 4 * H))
+        m = s1 - s0
+        np.matmul(x1[k0:k0 + m].reshape(-1, x1.shape[2]), Wb, out=proj[:m].reshape(-1, 4 * H))
+        z[k0:k0 + m] = proj[:m].reshape(m, B, 4, H).transpose(0, 2, 1, 3)
         for t in range(s0, s1):
             n = batch_sizes[t]
             if n != n_prev:                  # the first n_t rows of the scratch arrays
                 n_prev = n
-                rec_n, tmp_n, tmp_if_n, tmp_1_n = rec[:n], tmp[:n], tmp_if[:n], tmp_1[:n]
+                rec_n, tmp_n, tmp_1_n = rec[:, :n], tmp[:, :n], tmp_1[:n]
+                scale_n, shift_n = scale_b[:, :n], shift_b[:, :n]
+                if peephole == "diagonal":
+                    p_if_n, p_o_n = p_if[:, :n], p_o[:n]
                 if not keep:                 # inference: a_t, c_t and tanh c_t live in fixed buffers
-                    a, a4, a_if, i, f, g, o = _gate_views(a_fixed[:n], H)
+                    a = a_fixed[:, :n]
+                    i, f, g, o = a
                     c_prev = c_t = c[0, :n]  # c_t overwrites c_{t-1}
-                    c_prev3, tanh_c_t = c_prev[:, None, :], tanh_c[0, :n]
+                    tanh_c_t = tanh_c[0, :n]
             j = k0 + t - s0
             h_prev = hs[t - 1, :n] if t else h0[:n]
-            if keep:                         # training: a_t is row t of the cache, then its gates
-                a = z[j, :n]
-                a += np.matmul(h_prev, R_half, rec_n)        # a_t = x_t W + h_{t-1} R + b
-                a, a4, a_if, i, f, g, o = _gate_views(a, H)
+            if keep:                         # training: a_t is z[j], kept in the cache
+                a = z[j, :, :n]              # (4, n, H): a_t (halved), then the gates
+                a += np.matmul(h_prev, R4, rec_n)   # a_t = x_t W + h_{t-1} R + b
+                i, f, g, o = a
                 c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
-                c_prev3 = c_prev[:, None, :]
             else:
-                np.add(z[j, :n], np.matmul(h_prev, R_half, rec_n), a)   # the same a_t, in the fixed buffer
+                np.add(z[j, :, :n], np.matmul(h_prev, R4, rec_n), a)   # the same a_t, in the fixed buffer
             if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
-                a4[:, [I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H)
+                a[[I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H).transpose(1, 0, 2)
+            a_if = a[IF]                         # a_i/2, a_f/2: then tanh of them, then i_t, f_t
             if peephole == "diagonal":           # i and f peek at c_{t-1}
-                np.multiply(c_prev3, p_if, tmp_n)
-                a_if += tmp_if_n
+                a_if += np.multiply(c_prev, p_if_n, tmp_n)
             elif peephole == "full":
-                a_if += np.matmul(c_prev, p_if, tmp_if_n)
+                a_if += np.matmul(c_prev, p_if, tmp_n)
             if a_out is not None:                # undo the halving: diagnostics see a_t itself
-                np.divide(a, half, out=a_out[t, :n])
+                np.divide(a, half, out=a_out4[t, :n].transpose(1, 0, 2))
                 for q in unused:
-                    a_out[t, :n, q * H:(q + 1) * H] = 0.0
+                    a_out4[t, :n, q] = 0.0
             if tanh_all:                         # o does not wait for c_t: one tanh, one ½ (1 + ·) for all four
                 np.tanh(a, a)
-                a *= half
-                a += shift                       # i, f, o = (1 + tanh(a/2)) / 2; g = tanh(a_g) · 1 + 0
+                a *= scale_n
+                a += shift_n                     # i, f, o = (1 + tanh(a/2)) / 2; g = tanh(a_g) · 1 + 0
             else:
-                a_k = a[:, :3 * H] if tanh_g else a_if   # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
+                a_k = a[:3] if tanh_g else a_if  # tanh(a_i/2), tanh(a_f/2) [, g_t = tanh(a_g)]
                 np.tanh(a_k, a_k)
                 if peephole is None:
                     np.tanh(o, o)
@@ -204,11 +199,11 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             c_t += np.multiply(i, g, tmp_1_n)    # c_t = f_t c_{t-1} + i_t g_t
             if peephole is not None:             # o peeks at the new c_t: o holds a_o/2, then σ(a_o)
                 if peephole == "diagonal":
-                    o += np.multiply(c_t, p_o, tmp_1_n)
+                    o += np.multiply(c_t, p_o_n, tmp_1_n)
                 else:
                     o += np.matmul(c_t, p_o, tmp_1_n)
                 if a_out is not None and v.output_gate:
-                    np.multiply(o, 2, out=a_out[t, :n, O * H:])
+                    np.multiply(o, 2, out=a_out4[t, :n, O])
                 np.tanh(o, o)
                 o *= one_half
                 o += one_half                    # o_t
@@ -219,71 +214,67 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             else:
                 tanh_c_t[...] = c_t              # NOAF: h_t = o_t c_t
             np.multiply(o, tanh_c_t, hs[t, :n])  # h_t = o_t tanh(c_t)
-            if Rg_half is not None:
-                gates_prev = a4[:, [I, F, O]].reshape(n, 3 * H)   # a copy: the chunk's z is reused
+            if Rg_half is not None:              # a copy, rows [i | f | o]: the chunk's z is reused
+                gates_prev = a[[I, F, O]].transpose(1, 0, 2).reshape(n, 3 * H)
     if not keep:
         return hs, c[0], None
-    return h, c, Cache(x1, z4, c, h, tanh_c, tuple(batch_sizes), v)
+    return h, c, Cache(x1, z.transpose(0, 2, 1, 3), c, h, tanh_c, tuple(batch_sizes), v)
 
 
-def _gate_views(a, H: int):
-    """a (n, 4H) -> a, a4 (n, 4, H), a_if (n, 2H), i, f, g, o (n, H): views; a/2 (a for g) until activated."""
-    a4 = a.reshape(a.shape[0], 4, H)
-    return a, a4, a[:, :2 * H], a4[:, I], a4[:, F], a4[:, G], a4[:, O]
-
-
-def hidden_states(alloc, h0, T: int, dtype, ragged: bool, keep: bool, out=None):
-    """Where a forward writes h_t: (h, h0, hs) with hs[t] = h_{t+1}, (T, B, H), and h0 the state read at t = 0.
-
-    Training keeps h (T+1, B, H) for the backward, h[0] = h_0 (from the workspace `alloc`); inference keeps no
-    h: it reads h_0 from the caller and writes h_1..h_T into `out` (or a fresh array), so h is None.
-    """
-    B, H = h0.shape
-    if not keep:
-        return None, h0, out if out is not None else _fresh("h", (T, B, H), dtype, zero=ragged)
-    h = alloc("h", (T + 1, B, H), dtype, zero=ragged)
-    h[0] = h0
-    return h, h[0], h[1:]
+def _per_gate(M: np.ndarray) -> np.ndarray:
+    """(m, 4H) -> (4, m, H): the i, f, g, o column blocks of a weight matrix, each contiguous; always a copy
+    (ascontiguousarray would return M itself when H = 1, and the caller scales the result in place)."""
+    return np.array(M.reshape(M.shape[0], 4, -1).transpose(1, 0, 2), order="C")
 
 
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
 
 
-def _local_derivatives(gates4, c_prev, tanh_c, d_da, dh_dc, v: Variant):
+def _local_derivatives(gates, c_prev, tanh_c, d_da, dh_dc, carry, v: Variant, p=None):
     """Per-step factors of the backward pass, for a chunk of steps at once (fewer, larger NumPy calls).
 
-    gates4: (S, B, 4, H) i, f, g, o; c_prev, tanh_c: (S, B, H). Fills and returns
-    d_da (S, B, 4, H) = [∂c/∂a_i, ∂c/∂a_f, ∂c/∂a_g, ∂h/∂a_o], so that δa_i = δc ⊙ d_da[i] (and f, g)
-    and δa_o = δh ⊙ d_da[o]; and dh_dc (S, B, H) = ∂h/∂c = o (1 - tanh² c), so that δc += δh ⊙ dh_dc.
+    gates: (S, 4, B, H) i, f, g, o; c_prev, tanh_c: (S, B, H). Fills and returns
+    d_da (S, 4, B, H) = [∂c/∂a_i, ∂c/∂a_f, ∂c/∂a_g, ∂h/∂a_o], so that δa_i = δc ⊙ d_da[i] (and f, g)
+    and δa_o = δh ⊙ d_da[o]; dh_dc (S, B, H) = ∂h/∂c, so that δc_t += δh ⊙ dh_dc; and carry (S, B, H)
+    = ∂c_t/∂c_{t-1}, so that δc_{t-1} = δc_t ⊙ carry. p: the diagonal peepholes (p_i, p_f, p_o), folded in
+    (None: the caller adds them): the paths c_{t-1} -> a_i, a_f and c_t -> a_o are elementwise too.
     """
-    i, f, g, o = (gates4[:, :, k] for k in range(4))
-    np.multiply(gates4, gates4, out=d_da)
-    np.subtract(gates4, d_da, out=d_da)      # σ' = s - s² for i, f, o
+    i, f, g, o = (gates[:, k] for k in range(4))
+    da_i, da_f, da_g, da_o = (d_da[:, k] for k in range(4))   # (S, B, H) blocks of d_da
+    np.multiply(gates, gates, out=d_da)
+    np.subtract(gates, d_da, out=d_da)      # σ' = s - s² for i, f, o
     if v.input_activation == "tanh":
-        np.subtract(1, g * g, out=d_da[:, :, G])  # tanh' = 1 - g²
+        np.multiply(g, g, out=da_g)
+        np.subtract(1, da_g, out=da_g)       # tanh' = 1 - g²
     else:
-        d_da[:, :, G] = 1.0                  # NIAF: g = a_g
+        da_g[...] = 1.0                      # NIAF: g = a_g
     if v.coupled:
-        d_da[:, :, I] *= g - c_prev          # CIFG: c = (1 - i) c_{t-1} + i g, so ∂c/∂i = g - c_{t-1}
+        da_i *= g - c_prev                   # CIFG: c = (1 - i) c_{t-1} + i g, so ∂c/∂i = g - c_{t-1}
     else:
-        d_da[:, :, I] *= g                   # ∂c/∂i = g
+        da_i *= g                            # ∂c/∂i = g
     if v.forget_gate and not v.coupled:
-        d_da[:, :, F] *= c_prev              # ∂c/∂f = c_{t-1}
+        da_f *= c_prev                       # ∂c/∂f = c_{t-1}
     else:
-        d_da[:, :, F] = 0.0                  # f ≡ 1, or f = 1 - i: no pre-activation of f to train
-    d_da[:, :, G] *= i                       # ∂c/∂g = i
-    d_da[:, :, O] *= tanh_c                  # ∂h/∂o = tanh(c)
+        da_f[...] = 0.0                      # f ≡ 1, or f = 1 - i: no pre-activation of f to train
+    da_g *= i                                # ∂c/∂g = i
+    da_o *= tanh_c                           # ∂h/∂o = tanh(c)
     if not v.input_gate:
-        d_da[:, :, I] = 0.0                  # i ≡ 1
+        da_i[...] = 0.0                      # i ≡ 1
     if not v.output_gate:
-        d_da[:, :, O] = 0.0                  # o ≡ 1
+        da_o[...] = 0.0                      # o ≡ 1
     if v.output_activation == "tanh":
         np.multiply(tanh_c, tanh_c, out=dh_dc)
         np.subtract(1, dh_dc, out=dh_dc)
         dh_dc *= o                           # ∂h/∂c = o (1 - tanh² c)
     else:
         dh_dc[...] = o                       # NOAF: ∂h/∂c = o
-    return d_da, dh_dc
+    carry[...] = f                           # the carousel: ∂c_t/∂c_{t-1} = f_t (1 without a forget gate)
+    if p is not None:
+        p_i, p_f, p_o = p
+        carry += da_i * p_i                  # + p_i ∂c_t/∂a_i: i_t peeked at c_{t-1}
+        carry += da_f * p_f                  # + p_f ∂c_t/∂a_f
+        dh_dc += da_o * p_o                  # + p_o ∂h/∂a_o: o_t peeked at c_t
+    return d_da, dh_dc, carry
 
 
 def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, ws: Workspace | None = None,
@@ -297,11 +288,12 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
     Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o", "R_gates"}.
     """
     x1, gates4, c, h, tanh_c, batch_sizes, v = cache
+    gates = gates4.transpose(0, 2, 1, 3)     # (T, 4, B, H): the forward's gate blocks
     peephole = v.peephole
     T, B, _ = x1.shape
     H = R.shape[0]
     ragged = batch_sizes[-1] < B
-    alloc = _fresh if ws is None else ws.get
+    alloc = fresh if ws is None else ws.get
     if da_out is None:
         da_all = alloc("da", (T, B, 4 * H), x1.dtype, zero=ragged)
     else:
@@ -311,12 +303,13 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
     da4_all = da_all.reshape(T, B, 4, H)     # δa_t = dL/da_t
     dh = dh_n.astype(x1.dtype, copy=True)   # (B, H) running δh_t; finished rows carry dh_n
     dc = dc_n.astype(x1.dtype, copy=True)   # (B, H) running δc_t
+    fgr = v.gate_recurrence
+    fold = peephole == "diagonal" and not fgr   # the peepholes go into the local derivatives
     if peephole == "diagonal":
         p_if, p_o = np.stack(p[:2]), p[2]    # (2, H), (H,)
     elif peephole == "full":
         p_if = np.ascontiguousarray(np.concatenate(p[:2], axis=1).T)  # (2H, H) = [P_i | P_f]ᵀ
         p_o = np.ascontiguousarray(p[2].T)
-    fgr = v.gate_recurrence
     if fgr:                                  # δ[i, f, o]_{t-1} = δa_t M, M (4H, 3H): R_gatesᵀ, no g rows
         M = np.zeros((4, H, 3 * H), x1.dtype)
         M[[I, F, O]] = R_gates.reshape(3 * H, 3, H).transpose(1, 2, 0)
@@ -324,41 +317,41 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
         dgates = np.zeros((B, 3 * H), x1.dtype)  # δ[i, f, o]_t arriving from step t+1's pre-activations
         trainable = [(I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate)]
     # Trick: the local derivatives depend on the forward alone, so they are computed for a chunk of
-    # `chunk` steps at once (few large NumPy calls) and the time loop only multiplies by them.
+    # `chunk` steps at once (few large NumPy calls, over the gate-major blocks) and the time loop only
+    # multiplies by them.
     chunk = max(1, min(T, CHUNK // (B * 4 * H)))
-    d_da, dh_dc = alloc("d_da", (chunk, B, 4, H), x1.dtype), alloc("dh_dc", (chunk, B, H), x1.dtype)
-    tmp, tmp2 = alloc("tmp", (B, H), x1.dtype), alloc("tmp2", (B, 2, H), x1.dtype)
+    d_da, dh_dc = alloc("d_da", (chunk, 4, B, H), x1.dtype), alloc("dh_dc", (chunk, B, H), x1.dtype)
+    carry, tmp, tmp2 = (alloc(k, shape, x1.dtype) for k, shape in
+                        (("carry", (chunk, B, H)), ("dtmp", (B, H)), ("dtmp2", (B, 2, H))))
     R_T = np.ascontiguousarray(R.T)          # a row-major copy: δa Rᵀ runs faster than on the view
     n_prev = None
     for end in range(T, 0, -chunk):          # chunks [start, end), the last chunk first
         start = max(0, end - chunk)
-        _local_derivatives(gates4[start:end], c[start:end], tanh_c[start:end], d_da[:end - start],
-                           dh_dc[:end - start], v)
+        _local_derivatives(gates[start:end], c[start:end], tanh_c[start:end], d_da[:end - start],
+                           dh_dc[:end - start], carry[:end - start], v, p if fold else None)
         for t in range(end - 1, start - 1, -1):
-            n = batch_sizes[t]
+            n, s = batch_sizes[t], t - start
             if n != n_prev:                  # views of the running and scratch arrays, as in the forward
                 n_prev = n
                 dh_t, dc_t, tmp_n, tmp2_n = dh[:n], dc[:n], tmp[:n], tmp2[:n]
-                dc_t3 = dc_t[:, None, :]     # (n, 1, H): δc_t for the three blocks i, f, g at once
-            d_da_t, dh_dc_t = d_da[t - start, :n], dh_dc[t - start, :n]
+            d_da_t = d_da[s, :, :n]          # (4, n, H)
             da, da4 = da_all[t, :n], da4_all[t, :n]
             dh_t += dy[t, :n]                # h_t feeds the output y_t and step t+1
             # backprop h_t = o_t tanh(c_t)
-            np.multiply(dh_t, d_da_t[:, O], da4[:, O])               # δa_o
+            np.multiply(dh_t, d_da_t[O], da4[:, O])                  # δa_o
             if fgr:                          # o_t also fed a_{t+1} through R_gates
                 _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, O)
-            dc_t += np.multiply(dh_t, dh_dc_t, tmp_n)               # δc_t += δh_t o_t (1 - tanh² c_t)
-            if peephole == "diagonal":       # o_t peeked at c_t
+            dc_t += np.multiply(dh_t, dh_dc[s, :n], tmp_n)          # δc_t += δh_t ∂h/∂c (with p_o, if folded)
+            if peephole == "diagonal" and not fold:   # o_t peeked at c_t
                 dc_t += np.multiply(da4[:, O], p_o, tmp_n)
             elif peephole == "full":
                 dc_t += np.matmul(da4[:, O], p_o, tmp_n)
             # backprop c_t = f_t c_{t-1} + i_t g_t into a_i, a_f, a_g at once
-            np.multiply(dc_t3, d_da_t[:, :O], da4[:, :O])
+            np.multiply(dc_t, d_da_t[:O], da4[:, :O].transpose(1, 0, 2))
             if fgr:                          # i_t, f_t also fed a_{t+1} through R_gates
                 _add_gate_recurrence(da4, dgates[:n], gates4[t, :n], trainable, v.coupled, H, I, F)
-            if v.forget_gate:
-                dc_t *= gates4[t, :n, F]     # the carousel: δc_{t-1} = δc_t f_t
-            if peephole == "diagonal":       # i_t, f_t peeked at c_{t-1}: δc_{t-1} += δa_i p_i + δa_f p_f
+            dc_t *= carry[s, :n]             # the carousel: δc_{t-1} = δc_t f_t (+ the i, f peepholes, if folded)
+            if peephole == "diagonal" and not fold:   # i_t, f_t peeked at c_{t-1}: δc_{t-1} += δa_i p_i + δa_f p_f
                 pf = np.multiply(da4[:, IF], p_if, tmp2_n)   # (a sum over 2 terms: two adds beat a reduction)
                 dc_t += np.add(pf[:, 0], pf[:, 1], tmp_n)
             elif peephole == "full":

@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .lstm import F, Variant, Workspace, lstm_backward, lstm_forward
+from .lstm import F, Variant, lstm_backward, lstm_forward
+from .workspace import Workspace
 
 PEEPHOLES = ("diagonal", "full", None)
 

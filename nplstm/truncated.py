@@ -51,6 +51,14 @@ def _check_variant(v: Variant) -> None:
         raise ValueError("gate_recurrence (FGR): not supported by the truncated rule, expected False")
 
 
+def _derivatives(gates4, c_prev, act_c, v: Variant):
+    """lstm._local_derivatives for gates4 (S, B, 4, H): d_da in the same layout, and dh_dc (S, B, H)."""
+    d_da, dh_dc = np.empty(gates4.shape, gates4.dtype), np.empty(c_prev.shape, gates4.dtype)
+    _local_derivatives(gates4.transpose(0, 2, 1, 3), c_prev, act_c, d_da.transpose(0, 2, 1, 3), dh_dc,
+                       np.empty_like(dh_dc), v)
+    return d_da, dh_dc
+
+
 def _carry(f, d_da, p, v: Variant, peephole_error: bool):
     """κ = ∂c_t/∂c_{t-1} in the truncated graph: f_t, plus the peepholes' path with peephole_error. (..., H)"""
     if peephole_error and v.peephole is not None:
@@ -74,8 +82,7 @@ def truncated_backward(dy: np.ndarray, cache: Cache, p=None, *, peephole_error: 
                          f"down to {min(batch_sizes)}")
     if not isinstance(dy, np.ndarray) or dy.shape != (T, B, H):
         raise ValueError(f"dy: expected shape {(T, B, H)}, got {getattr(dy, 'shape', type(dy).__name__)}")
-    d_da, dh_dc = _local_derivatives(gates4, c[:-1], tanh_c, np.empty(gates4.shape, x1.dtype),
-                                     np.empty((T, B, H), x1.dtype), v)
+    d_da, dh_dc = _derivatives(gates4, c[:-1], tanh_c, v)
     da = np.empty((T, B, 4, H), x1.dtype)                  # δa_t in the truncated graph
     da[:, :, O] = dy * d_da[:, :, O]                       # δa_o = δh act(c) σ'(a_o), every step at once
     dc_own = dy * dh_dc                                    # δc_t from h_t alone: δh o act'(c)
@@ -156,9 +163,7 @@ def online_step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, traces: T
     B, H = c.shape
     z = np.concatenate([x, h_prev, np.ones((B, 1), x.dtype)], axis=1)            # (B, K)
     gates4 = np.stack([sc.i, sc.f, sc.g, sc.o], axis=1)[None]                    # (1, B, 4, H)
-    d_da, dh_dc = _local_derivatives(gates4, c_prev[None], sc.act_c[None], np.empty_like(gates4),
-                                     np.empty((1, B, H), c.dtype), variant)
-    d_da, dh_dc = d_da[0], dh_dc[0]
+    d_da, dh_dc = (d[0] for d in _derivatives(gates4, c_prev[None], sc.act_c[None], variant))
     p = None if variant.peephole is None else (params["p_i"], params["p_f"], params["p_o"])
     carry = _carry(sc.f, d_da, p, variant, peephole_error)[:, None]            # (B, 1, H) κ_t
     e = carry[:, :, None] * traces.e + z[:, :, None, None] * d_da[:, None, :O]  # e_t = κ e_{t-1} + z d_q

@@ -175,3 +175,31 @@ def test_the_anomaly_detector_names_the_gate_in_every_variant(name):
     assert info.value.quantity.startswith("the pre-activation of the forget gate")
     assert info.value.where == {"layer": 0, "direction": "forward", "time step t": 0, "batch index b": 0,
                                 "hidden unit": 5}
+
+
+@pytest.mark.parametrize("H", [1, 3])
+@pytest.mark.parametrize("peephole", ["diagonal", "full", None])
+@pytest.mark.parametrize("name", NAMES)
+def test_the_core_leaves_its_inputs_alone(name, peephole, H):
+    """lstm_forward and lstm_backward are pure: the weights, states and gradients handed to them come back
+    bit for bit (the engine scales its own copies of W, R and the peepholes; at H = 1 a reshaped weight
+    is no copy unless the code makes one)."""
+    from nplstm.lstm import lstm_backward, lstm_forward
+    rng = np.random.default_rng(0)
+    T, B, I = 3, 2, 2
+    v = VARIANTS[name]._replace(peephole=peephole)
+    shapes = {"x": (T, B, I), "h0": (B, H), "c0": (B, H), "W": (I, 4 * H), "R": (H, 4 * H), "b": (4 * H,),
+              "dy": (T, B, H), "dh_n": (B, H), "dc_n": (B, H), "R_gates": (3 * H, 3 * H)}
+    a = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    p = None if peephole is None else tuple(rng.standard_normal((H,) if peephole == "diagonal" else (H, H))
+                                             for _ in range(3))
+    before = {k: v_.copy() for k, v_ in a.items()}, None if p is None else [q.copy() for q in p]
+    R_gates = a["R_gates"] if v.gate_recurrence else None
+    for keep in (False, True):
+        _, _, cache = lstm_forward(a["x"], a["h0"], a["c0"], a["W"], a["R"], a["b"], p, batch_sizes=(B, B, 1),
+                                   variant=v, R_gates=R_gates, keep=keep)
+    lstm_backward(a["dy"], a["dh_n"], a["dc_n"], cache, a["W"], a["R"], p, R_gates=R_gates)
+    for k, value in a.items():
+        assert np.array_equal(value, before[0][k]), k
+    for q, q0 in zip(p or (), before[1] or ()):
+        assert np.array_equal(q, q0), "p"
