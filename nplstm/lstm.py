@@ -98,7 +98,8 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # contiguous memory. NumPy pays one inner loop per row for a (B, H) block inside (B, 4H) rows, and for an
     # operand broadcast over the rows, so per-gate constants are repeated over the rows too (scale_b, p_if).
     # The recurrent GEMM is batched over the gates.
-    scale_b, shift_b = (np.broadcast_to(u, (4, B, H)).copy() for u in (half, shift))
+    scale_b, shift_b = alloc("scale", (4, B, H), x.dtype), alloc("shift", (4, B, H), x.dtype)
+    scale_b[...], shift_b[...] = half, shift
     R4 = _per_gate(R)                        # (4, H, H): R4[k] = R[:, kH:(k+1)H], halved in place
     R4 *= half
     # Trick 4, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
@@ -111,8 +112,9 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     z = alloc(name + "gates", (rows, 4, B, H), x.dtype)
     proj = alloc("proj", (S, B, 4 * H), x.dtype)   # one chunk's x_t W + b, before it is split into gate blocks
     if peephole == "diagonal":
-        p_if = np.broadcast_to(np.stack(p[:2])[:, None] * 0.5, (2, B, H)).copy()   # (2, B, H): p_i, p_f per row
-        p_o = np.broadcast_to(p[2] * 0.5, (B, H)).copy()
+        p_if, p_o = alloc("p_if", (2, B, H), x.dtype), alloc("p_o", (B, H), x.dtype)   # p_i, p_f; p_o, per row
+        np.multiply(np.stack(p[:2])[:, None], 0.5, out=p_if)
+        np.multiply(p[2], 0.5, out=p_o)
     elif peephole == "full":
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5            # (2, H, H): c_prev P_i, c_prev P_f at once
     Rg_half = None if not v.gate_recurrence else R_gates * 0.5     # every column is a σ gate's

