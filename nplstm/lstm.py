@@ -92,16 +92,18 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     half = np.full((4, 1, 1), 0.5, x.dtype)  # per gate block: ½ for i, f, o, 1 for g
     half[G] = 1.0
     shift = 1 - half                         # ½ for i, f, o and 0 for g: σ(a) = tanh(a/2) · ½ + ½
-    Wb = np.concatenate([W, b[None]])        # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias rides in the GEMM
-    Wb *= np.repeat(half.ravel(), H)         # (I+1, 4H), halved
+    Wb = np.concatenate([W, b[None]]) * np.repeat(half.ravel(), H)   # Trick 2: [x_t, 1] [W; b] = x_t W + b
     # Trick 3, gate blocks: z[t, k] (B, H) is gate k of step t, so the elementwise work on one gate runs over
     # contiguous memory. NumPy pays one inner loop per row for a (B, H) block inside (B, 4H) rows, and for an
     # operand broadcast over the rows, so per-gate constants are repeated over the rows too (scale_b, p_if).
-    # The recurrent GEMM is batched over the gates.
     scale_b, shift_b = alloc("scale", (4, B, H), x.dtype), alloc("shift", (4, B, H), x.dtype)
     scale_b[...], shift_b[...] = half, shift
-    R4 = _per_gate(R)                        # (4, H, H): R4[k] = R[:, kH:(k+1)H], halved in place
-    R4 *= half
+    one_gemm = H >= 512                      # one (n, H)·(H, 4H) GEMM a step, added as a strided view, beats the
+    if one_gemm:                             # four (n, H)·(H, H) ones that write the gate blocks once H is large
+        R_half = R * np.repeat(half.ravel(), H)   # (H, 4H)
+    else:
+        R_half = _per_gate(R)                # (4, H, H): R_half[k] = R[:, kH:(k+1)H], halved in place
+        R_half *= half
     # Trick 4, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
     # each step adds h_{t-1} R and activates its blocks in place, so after step t, z[t] holds the gates
     # i, f, g, o. Training keeps every step's z (the cache); inference reuses one chunk's worth.
@@ -126,7 +128,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
-    rec = alloc("rec", (4, B, H), x.dtype)  # h_{t-1} R, reused every step
+    rec = alloc("rec", (B, 4 * H) if one_gemm else (4, B, H), x.dtype)  # h_{t-1} R, reused every step
     tmp = alloc("tmp", (2, B, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
     tmp_1, a_fixed = alloc("tmp_1", (B, H), x.dtype), alloc("a", (4, B, H), x.dtype)
     a_out4 = None if a_out is None else a_out.reshape(T, B, 4, H)
@@ -147,7 +149,8 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             n = batch_sizes[t]
             if n != n_prev:                  # the first n_t rows of the scratch arrays
                 n_prev = n
-                rec_n, tmp_n, tmp_1_n = rec[:, :n], tmp[:, :n], tmp_1[:n]
+                rec_n, tmp_n, tmp_1_n = rec[:n] if one_gemm else rec[:, :n], tmp[:, :n], tmp_1[:n]
+                rec_n4 = rec_n.reshape(n, 4, H).transpose(1, 0, 2) if one_gemm else rec_n   # (4, n, H)
                 scale_n, shift_n = scale_b[:, :n], shift_b[:, :n]
                 if peephole == "diagonal":
                     p_if_n, p_o_n = p_if[:, :n], p_o[:n]
@@ -160,11 +163,13 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
             h_prev = hs[t - 1, :n] if t else h0[:n]
             if keep:                         # training: a_t is z[j], kept in the cache
                 a = z[j, :, :n]              # (4, n, H): a_t (halved), then the gates
-                a += np.matmul(h_prev, R4, rec_n)   # a_t = x_t W + h_{t-1} R + b
+                np.matmul(h_prev, R_half, rec_n)
+                a += rec_n4                  # a_t = x_t W + h_{t-1} R + b
                 i, f, g, o = a
                 c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
             else:
-                np.add(z[j, :, :n], np.matmul(h_prev, R4, rec_n), a)   # the same a_t, in the fixed buffer
+                np.matmul(h_prev, R_half, rec_n)
+                np.add(z[j, :, :n], rec_n4, a)   # the same a_t, in the fixed buffer
             if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
                 a[[I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H).transpose(1, 0, 2)
             a_if = a[IF]                         # a_i/2, a_f/2: then tanh of them, then i_t, f_t
