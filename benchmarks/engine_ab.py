@@ -1,6 +1,6 @@
 """The LSTM engine of this checkout against the one of an earlier commit, in one process, interleaved.
 
-Run:  OPENBLAS_NUM_THREADS=1 python benchmarks/engine_ab.py --against HEAD~1 [--rounds 30] [--tiny]
+Run:  OPENBLAS_NUM_THREADS=1 python benchmarks/engine_ab.py --against HEAD~1 [--rounds 30] [--size B T I H] [--tiny]
 
 For each size and peephole kind (None, diagonal), the training step (lstm_forward + lstm_backward) and the
 inference forward (keep=False) of both engines are called in turn, once per round; the output is the ratio of
@@ -71,9 +71,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", default="HEAD~1", help="the git revision of the earlier engine")
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--size", type=int, nargs=4, action="append", metavar=("B", "T", "I", "H"),
+                    help="a size to time instead of the default ones (repeatable)")
     ap.add_argument("--tiny", action="store_true", help="one tiny size, two rounds (a smoke test; the tests run it)")
     args = ap.parse_args(argv)
-    sizes, rounds = ([(2, 5, 3, 4)], 2) if args.tiny else (SIZES, args.rounds)
+    sizes, rounds = ([(2, 5, 3, 4)], 2) if args.tiny else ([tuple(s) for s in args.size or SIZES], args.rounds)
     old = load_old(args.against)
     print(f"new = this checkout, old = {args.against}; ratio new / old of the medians of {rounds} "
           "interleaved rounds [IQR of the per-round ratios]")
