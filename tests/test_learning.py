@@ -32,8 +32,18 @@ def test_adding_short_sequences_beat_the_baseline():
 
 
 def test_temporal_order_learns_the_order():
-    _, _, history = run("temporal_order", 700, {"test_size": 256}, eval_every=350)
-    assert history.records[-1]["test"]["accuracy"] > 0.9      # chance is 0.25
+    """Whether one seed has learned the order after a given budget is a coin toss: the recipe's 10 seeds needed
+    4,000-19,000 sequences (median 7,000; docs/results.md), and a change of float32 rounding alone (the engine
+    folding its peepholes, gradients equal to 3e-7) moved seed 0 from learned at 700 steps to still at 0.49
+    after 1,400. So five seeds run 1,400 steps (11,200 sequences), and at least two must learn (chance is 0.25)."""
+    learned = []
+    for seed in range(5):
+        recipe = RECIPES["temporal_order"]
+        task = make_task("temporal_order", **{**recipe.task, "test_size": 256})
+        model = build_model(task, seed=seed, **recipe.model)
+        cfg = TrainConfig(**{**recipe.train, "steps": 1400, "eval_every": 1400}, progress=False, log_every=0)
+        learned.append(train(model, task, cfg).records[-1]["test"]["accuracy"] > 0.9)
+    assert sum(learned) >= 2, learned
 
 
 def test_continual_reber_with_forget_gate_learns_the_stream():
