@@ -91,16 +91,18 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # step activates i, f and g together; `u *= ½; u += ½` then turns tanh(a/2) into σ(a).
     half = np.full((4, 1, 1), 0.5, x.dtype)  # per gate block: ½ for i, f, o, 1 for g
     half[G] = 1.0
-    shift = 1 - half                         # ½ for i, f, o and 0 for g: σ(a) = tanh(a/2) · ½ + ½
-    Wb = np.concatenate([W, b[None]]) * np.repeat(half.ravel(), H)   # Trick 2: [x_t, 1] [W; b] = x_t W + b
+    shift, half_4H = 1 - half, np.repeat(half.ravel(), H)   # σ(a) = tanh(a/2) · ½ + ½; half along the 4H axis
+    Wb = np.concatenate([W, b[None]]) * half_4H   # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias in the GEMM
     # Trick 3, gate blocks: z[t, k] (B, H) is gate k of step t, so the elementwise work on one gate runs over
     # contiguous memory. NumPy pays one inner loop per row for a (B, H) block inside (B, 4H) rows, and for an
     # operand broadcast over the rows, so per-gate constants are repeated over the rows too (scale_b, p_if).
-    scale_b, shift_b = alloc("scale", (4, B, H), x.dtype), alloc("shift", (4, B, H), x.dtype)
-    scale_b[...], shift_b[...] = half, shift
+    tanh_all = peephole is None and v.input_activation == "tanh"   # one tanh call can activate all four blocks
+    if tanh_all:
+        scale_b, shift_b = alloc("scale", (4, B, H), x.dtype), alloc("shift", (4, B, H), x.dtype)
+        scale_b[...], shift_b[...] = half, shift
     one_gemm = H >= 512                      # one (n, H)·(H, 4H) GEMM a step, added as a strided view, beats the
     if one_gemm:                             # four (n, H)·(H, H) ones that write the gate blocks once H is large
-        R_half = R * np.repeat(half.ravel(), H)   # (H, 4H)
+        R_half = R * half_4H                 # (H, 4H)
     else:
         R_half = _per_gate(R)                # (4, H, H): R_half[k] = R[:, kH:(k+1)H], halved in place
         R_half *= half
@@ -123,19 +125,17 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     unused = [q for q, kept in ((I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate))
               if not kept]                   # blocks whose pre-activation the cell never uses
     tanh_g = v.input_activation == "tanh"
-    tanh_all = peephole is None and tanh_g   # one tanh call can activate all four blocks
     h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out)   # hs[t] is h_{t+1}
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
     rec = alloc("rec", (B, 4 * H) if one_gemm else (4, B, H), x.dtype)  # h_{t-1} R, reused every step
     tmp = alloc("tmp", (2, B, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
-    tmp_1, a_fixed = alloc("tmp_1", (B, H), x.dtype), alloc("a", (4, B, H), x.dtype)
+    tmp_1, a_fixed = alloc("tmp_1", (B, H), x.dtype), None if keep else alloc("a", (4, B, H), x.dtype)
     a_out4 = None if a_out is None else a_out.reshape(T, B, 4, H)
-    # Trick 5, few Python-level costs per step (they dominate at small sizes): constants are 0-d arrays
-    # (a Python float is converted on every call), outputs are passed by position, and the views of the
-    # scratch arrays are made again only when n_t changes. Inference, which keeps no gates, activates
-    # every step in one fixed buffer, so that its gate views too are made only then.
+    # Trick 5, few Python-level costs per step (they dominate at small sizes): 0-d constants (a Python float is
+    # converted on every call), outputs passed by position, scratch views made again only when n_t changes;
+    # inference, which keeps no gates, activates every step in one fixed buffer, so its gate views too.
     one_half, one = np.array(0.5, x.dtype), np.array(1.0, x.dtype)
     n_prev, gates_prev = None, None          # n_t of the step before; FGR: [i, f, o] of step t-1, (n, 3H)
     for s0 in range(0, T, S):
@@ -151,7 +151,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
                 n_prev = n
                 rec_n, tmp_n, tmp_1_n = rec[:n] if one_gemm else rec[:, :n], tmp[:, :n], tmp_1[:n]
                 rec_n4 = rec_n.reshape(n, 4, H).transpose(1, 0, 2) if one_gemm else rec_n   # (4, n, H)
-                scale_n, shift_n = scale_b[:, :n], shift_b[:, :n]
+                scale_n, shift_n = (scale_b[:, :n], shift_b[:, :n]) if tanh_all else (None, None)
                 if peephole == "diagonal":
                     p_if_n, p_o_n = p_if[:, :n], p_o[:n]
                 if not keep:                 # inference: a_t, c_t and tanh c_t live in fixed buffers
