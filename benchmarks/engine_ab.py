@@ -5,7 +5,8 @@ Run:  OPENBLAS_NUM_THREADS=1 python benchmarks/engine_ab.py --against HEAD~1 [--
 For each size and peephole kind (None, diagonal), the training step (lstm_forward + lstm_backward) and the
 inference forward (keep=False) of both engines are called in turn, once per round; the output is the ratio of
 the medians, new / old, with the interquartile range of the per-round ratios. Before timing, the outputs
-are compared: the forward's must be the same bits, the gradients the same up to float32 rounding. The
+are compared: the forwards and the gradients must agree up to float32 rounding, and the output says whether the
+forwards are the same bits (an engine change that only moves work keeps them; one that reorders sums does not). The
 earlier engine is read with `git show REV:nplstm/lstm.py` and imported beside this one.
 """
 from __future__ import annotations
@@ -60,11 +61,15 @@ def engine_fns(m, size, peephole, rng_seed=0):
     return train, infer
 
 
-def check(old_fns, new_fns):
+def check(old_fns, new_fns) -> str:
+    """'same bits' when both forwards (training and inference) agree bit for bit, else 'rounding' when they
+    agree to float32 rounding; the gradients must agree to rounding either way (AssertionError if not)."""
     (h_o, (dx_o, _, _, g_o)), (h_n, (dx_n, _, _, g_n)) = old_fns[0](), new_fns[0]()
-    assert np.array_equal(h_o, h_n) and np.array_equal(old_fns[1](), new_fns[1]()), "the forwards differ"
-    for a, b_ in [(dx_o, dx_n)] + [(g_o[k], g_n[k]) for k in g_o]:
-        assert np.allclose(a, b_, rtol=1e-4, atol=1e-6 * np.abs(a).max()), "the gradients differ"
+    y_o, y_n = old_fns[1](), new_fns[1]()
+    same = np.array_equal(h_o, h_n) and np.array_equal(y_o, y_n)
+    for a, b_ in [(h_o, h_n), (y_o, y_n), (dx_o, dx_n)] + [(g_o[k], g_n[k]) for k in g_o]:
+        assert np.allclose(a, b_, rtol=1e-4, atol=1e-6 * np.abs(a).max()), "the engines' outputs differ"
+    return "same bits" if same else "rounding"
 
 
 def main(argv=None):
@@ -82,7 +87,7 @@ def main(argv=None):
     for peephole in (None, "diagonal"):
         for size in sizes:
             fo, fn = engine_fns(old, size, peephole), engine_fns(new, size, peephole)
-            check(fo, fn)
+            agree = check(fo, fn)
             t = {k: [] for k in ("train old", "train new", "infer old", "infer new")}
             for _ in range(rounds):
                 for key, f in (("train old", fo[0]), ("train new", fn[0]), ("infer old", fo[1]), ("infer new", fn[1])):
@@ -94,7 +99,8 @@ def main(argv=None):
                 per = np.array(t[f"{side} new"]) / np.array(t[f"{side} old"])
                 ratio = np.median(t[f"{side} new"]) / np.median(t[f"{side} old"])
                 cells.append(f"{side} {ratio:.2f} [{np.quantile(per, 0.25):.2f}-{np.quantile(per, 0.75):.2f}]")
-            print(f"peephole={str(peephole):8s} (B, T, I, H) = {str(size):18s} " + "  ".join(cells), flush=True)
+            print(f"peephole={str(peephole):8s} (B, T, I, H) = {str(size):18s} " + "  ".join(cells) + f"  ({agree})",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -632,7 +632,8 @@ def demo_clipping() -> dict:
     """A fixed, too large learning rate without clipping: nplstm itself diverges, and the detector says where.
 
     Returns stopped (the update the AnomalyError stopped, None if none), error (its printed message), growth (of the
-    gradient norm per update, median of the last 20), size (max |.| of head.b, head.W, lstm.l0.R when it stopped),
+    gradient norm per update, median of the last 20), curvature (λ, the largest eigenvalue of the loss's curvature
+    in the output layer's weights), size (max |.| of head.b, head.W, lstm.l0.R when it stopped),
     cosine (the largest between successive gradients of head.b over the last 11 updates),
     lr1 (the mse before update 200 of unclipped SGD at lr = 1) and loss (of the 200th clipped update at lr = 10).
     """
@@ -655,8 +656,16 @@ def demo_clipping() -> dict:
     growth = float(np.median(np.array(norms[-20:]) / np.array(norms[-21:-1])))
     size = {k: float(np.abs(model.params[k]).max()) for k in ("head.b", "head.W", "lstm.l0.R")}
     cosine = max(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in zip(heads, heads[1:]))
+    # The loss is quadratic in the output layer's weights, with curvature (2/N) Zᵀ Z, Z = [h_t, 1] over the steps
+    # and N the number of squares averaged. Along its largest eigenvalue λ, an SGD step multiplies the error by
+    # 1 - lr λ: once the LSTM's features stop changing, the gradient grows by |1 - lr λ| per update.
+    h = model.lstm.forward(x)[0].reshape(-1, 8).astype(np.float64)
+    Z = np.concatenate([h, np.ones((len(h), 1))], axis=1)
+    lam = float(np.linalg.eigvalsh(2 / target.size * Z.T @ Z).max())
     print(f"\nthe gradient norm grew by a factor {growth:.2f} per update (median of the last 20); largest weights: "
           + ", ".join(f"|{k}| {v:.2g}" for k, v in size.items()))
+    print(f"the output layer's largest curvature is λ = {lam:.3g}, so each update multiplies the error along it by "
+          f"1 - lr λ = {1 - opt.lr * lam:.2f}")
     print(f"each of the last 10 gradients of head.b points opposite to the one before (cosine at most {cosine:.2f}): "
           f"each step overshoots the minimum by more than it corrects")
     x, target, model = sine_model()
@@ -683,7 +692,7 @@ def demo_clipping() -> dict:
     print(f"[clipping] defect: SGD lr 10 without clipping: {result} | fix: clipped, 200 updates finite, "
           f"loss {loss:.3g}")
     return {"stopped": stopped, "error": error, "loss": float(loss), "growth": growth, "size": size,
-            "cosine": cosine, "lr1": small}
+            "cosine": cosine, "lr1": small, "curvature": lam}
 
 
 def demo_fixed_seed_layout() -> dict:

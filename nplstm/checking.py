@@ -12,7 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import layouts
-from .lstm import Variant, lstm_backward, lstm_forward
+from .lstm import lstm_backward, lstm_forward
+from .variants import Variant
 from .reference import lstm_reference_forward, lstm_step_backward
 
 FLOAT64_ONLY = ("finite differences need float64: with eps ~1e-6, L(w + eps) - L(w - eps) is about 1e-6 L, "

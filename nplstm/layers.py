@@ -10,7 +10,7 @@ import numpy as np
 from . import anomaly
 from .grad import INFERENCE, check_cache, is_grad_enabled
 from ._checks import check_array, check_dropout, check_dtype, check_int, check_lengths, check_params
-from .lstm import ACTIVATIONS, VANILLA, VARIANTS
+from .variants import ACTIVATIONS, VANILLA, VARIANTS
 from .stack import PEEPHOLES, LSTMConfig, init_params, stack_backward, stack_forward, stack_internals
 
 
@@ -18,7 +18,7 @@ _AS_VARIANT = object()   # peephole's default: None is a value (no peepholes), s
 
 
 def variant_flags(variant: str | None = None, **given) -> dict:
-    """The flags of an LSTM variant: Greff et al.'s name (lstm.VARIANTS; None: "vanilla") with every flag
+    """The flags of an LSTM variant: Greff et al.'s name (variants.VARIANTS; None: "vanilla") with every flag
     that is given (not None; for peephole, not _AS_VARIANT) on top, validated -> LSTMConfig's keywords."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -45,7 +45,7 @@ class LSTM:
     "l{k}.W" (in, 4H), "l{k}.R" (H, 4H), "l{k}.b" (4H,), "l{k}.p_i|p_f|p_o" ((H,) or (H, H)),
     "l{k}.R_gates" (3H, 3H) with gate recurrence; the reverse direction uses the prefix
     "l{k}_reverse.". Arrays assigned into `params` are used by the next forward.
-    variant: one of Greff et al.'s names (nplstm.lstm.VARIANTS: "vanilla", "NIG", "NFG", "NOG",
+    variant: one of Greff et al.'s names (nplstm.variants.VARIANTS: "vanilla", "NIG", "NFG", "NOG",
     "NIAF", "NOAF", "NP", "CIFG", "FGR"); the keyword flags, where given, change it further
     (e.g. variant="NFG", peephole="full"). A removed gate keeps its block in the 4H layout,
     unused, with zero gradient, so weights stay interchangeable between variants.

@@ -13,32 +13,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .variants import ACTIVATIONS, VANILLA, VARIANTS, Variant  # noqa: F401  (also importable from here)
 from .workspace import Workspace, fresh, hidden_states
 
 I, F, G, O = range(4)  # gate blocks along the 4H axis
 IF = slice(I, G)        # i and f together: the gates that peek at c_{t-1}
-
-
-class Variant(NamedTuple):
-    """Which parts the cell has (Greff et al. 2017, "LSTM: A Search Space Odyssey"); the defaults
-    are their vanilla LSTM. A removed gate keeps its block in the 4H layout, unused, with zero gradient."""
-    peephole: str | None = "diagonal"  # "diagonal": p (H,); "full": P (H, H); None (NP)
-    input_gate: bool = True            # False: i ≡ 1 (NIG)
-    forget_gate: bool = True           # False: f ≡ 1 (NFG, the 1997 LSTM)
-    output_gate: bool = True           # False: o ≡ 1 (NOG)
-    input_activation: str = "tanh"     # "identity": g = a_g (NIAF)
-    output_activation: str = "tanh"    # "identity": h = o c (NOAF)
-    coupled: bool = False              # True: f = 1 - i (CIFG)
-    gate_recurrence: bool = False      # True: [i, f, o]_{t-1} R_gates joins a_{i,f,o} (FGR)
-
-
-VANILLA = Variant()
-ACTIVATIONS = ("tanh", "identity")
-# Greff et al.'s names: each changes one thing of the vanilla LSTM
-VARIANTS = {"vanilla": VANILLA, "NIG": Variant(input_gate=False), "NFG": Variant(forget_gate=False),
-            "NOG": Variant(output_gate=False), "NIAF": Variant(input_activation="identity"),
-            "NOAF": Variant(output_activation="identity"), "NP": Variant(peephole=None),
-            "CIFG": Variant(coupled=True), "FGR": Variant(gate_recurrence=True)}
 
 
 class Cache(NamedTuple):
@@ -50,6 +29,7 @@ class Cache(NamedTuple):
     tanh_c: np.ndarray       # (T, B, H) the output activation of c_t: tanh(c_t), or c_t itself (NOAF)
     batch_sizes: tuple       # n_t for t = 0..T-1, non-increasing
     variant: Variant
+    xh: np.ndarray | None = None  # (T+1, B, I+1+H): row t is [x1[t], h[t]]; x1 and h are views of it (None: apart)
 
     @property
     def peephole(self) -> str | None:
@@ -100,21 +80,20 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     if tanh_all:
         scale_b, shift_b = alloc("scale", (4, B, H), x.dtype), alloc("shift", (4, B, H), x.dtype)
         scale_b[...], shift_b[...] = half, shift
-    one_gemm = H >= 512                      # one (n, H)·(H, 4H) GEMM a step, added as a strided view, beats the
-    if one_gemm:                             # four (n, H)·(H, H) ones that write the gate blocks once H is large
-        R_half = R * half_4H                 # (H, 4H)
-    else:
-        R_half = _per_gate(R)                # (4, H, H): R_half[k] = R[:, kH:(k+1)H], halved in place
-        R_half *= half
-    # Trick 4, few GEMMs for all steps: for a chunk of S steps at once, `z` starts as x_t W + b (halved);
-    # each step adds h_{t-1} R and activates its blocks in place, so after step t, z[t] holds the gates
-    # i, f, g, o. Training keeps every step's z (the cache); inference reuses one chunk's worth.
-    S = max(1, min(T, CHUNK // (B * 4 * H)))
-    name, rows = ("", T) if keep else ("inference ", S)   # inference's small buffers do not evict training's
-    x1 = alloc(name + "x1", (rows, B, x.shape[2] + 1), x.dtype)
-    x1[..., -1] = 1.0
-    z = alloc(name + "gates", (rows, 4, B, H), x.dtype)
-    proj = alloc("proj", (S, B, 4 * H), x.dtype)   # one chunk's x_t W + b, before it is split into gate blocks
+    # Trick 4, one GEMM a step. Training keeps each row [x_t, 1, h_{t-1}] of xh side by side, so
+    # [x_t, 1, h_{t-1}] [W; b; R] is a_t (halved), written into z[t], which then holds the gates (the cache);
+    # and the backward's dW, db and dR are one GEMM too. Inference makes the same GEMMs (the same bits) on a
+    # chunk of S rows, which it refills: h_t goes into row t+1, and out of the chunk at its end.
+    I1 = x.shape[2] + 1
+    M = np.concatenate([Wb, R * half_4H])    # (I+1+H, 4H)
+    one_gemm = H >= 512                      # one (n, K)·(K, 4H) GEMM a step, copied into the gate blocks, beats
+    if not one_gemm:                         # four (n, K)·(K, H) ones that write them, once H is large
+        M = _per_gate(M)                     # (4, K, H): M[k] = the columns of gate k
+    S = T if keep else max(1, min(T, CHUNK // (B * 4 * H)))
+    name = "" if keep else "inference "      # inference's small buffers do not evict training's
+    xh = alloc(name + "xh", (S + 1, B, I1 + H), x.dtype, zero=ragged)   # row t: [x_t, 1], h_{t-1} (h[t])
+    xh[..., I1 - 1] = 1.0
+    z = alloc("gates", (T, 4, B, H), x.dtype, zero=ragged) if keep else None   # finished rows: finite gates
     if peephole == "diagonal":
         p_if, p_o = alloc("p_if", (2, B, H), x.dtype), alloc("p_o", (B, H), x.dtype)   # p_i, p_f; p_o, per row
         np.multiply(np.stack(p[:2])[:, None], 0.5, out=p_if)
@@ -125,11 +104,13 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     unused = [q for q, kept in ((I, v.input_gate), (F, v.forget_gate and not v.coupled), (O, v.output_gate))
               if not kept]                   # blocks whose pre-activation the cell never uses
     tanh_g = v.input_activation == "tanh"
-    h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out)   # hs[t] is h_{t+1}
+    h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out, xh[:, :, I1:] if keep else None)
+    xh[0, :, I1:] = h0
+
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
-    rec = alloc("rec", (B, 4 * H) if one_gemm else (4, B, H), x.dtype)  # h_{t-1} R, reused every step
+    rec = alloc("rec", (B, 4 * H), x.dtype) if one_gemm else None   # a_t before its split into gate blocks
     tmp = alloc("tmp", (2, B, H), x.dtype)  # products added into a_t or c_t: no allocation inside the loop
     tmp_1, a_fixed = alloc("tmp_1", (B, H), x.dtype), None if keep else alloc("a", (4, B, H), x.dtype)
     a_out4 = None if a_out is None else a_out.reshape(T, B, 4, H)
@@ -138,19 +119,19 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # inference, which keeps no gates, activates every step in one fixed buffer, so its gate views too.
     one_half, one = np.array(0.5, x.dtype), np.array(1.0, x.dtype)
     n_prev, gates_prev = None, None          # n_t of the step before; FGR: [i, f, o] of step t-1, (n, 3H)
-    for s0 in range(0, T, S):
+    for s0 in range(0, T, S):                # training: one chunk of all T steps
         s1 = min(T, s0 + S)
-        k0 = s0 if keep else 0               # where this chunk's steps sit in x1 and z
-        x1[k0:k0 + s1 - s0, :, :-1] = x[s0:s1]
-        m = s1 - s0
-        np.matmul(x1[k0:k0 + m].reshape(-1, x1.shape[2]), Wb, out=proj[:m].reshape(-1, 4 * H))
-        z[k0:k0 + m] = proj[:m].reshape(m, B, 4, H).transpose(0, 2, 1, 3)
+        xh[:s1 - s0, :, :I1 - 1] = x[s0:s1]
+        if s0 and ragged:
+            xh[1:, :, I1:] = 0.0             # finished rows' h stays 0 in the outputs
         for t in range(s0, s1):
             n = batch_sizes[t]
             if n != n_prev:                  # the first n_t rows of the scratch arrays
                 n_prev = n
-                rec_n, tmp_n, tmp_1_n = rec[:n] if one_gemm else rec[:, :n], tmp[:, :n], tmp_1[:n]
-                rec_n4 = rec_n.reshape(n, 4, H).transpose(1, 0, 2) if one_gemm else rec_n   # (4, n, H)
+                tmp_n, tmp_1_n = tmp[:, :n], tmp_1[:n]
+                if one_gemm:
+                    rec_n = rec[:n]
+                    rec_n4 = rec_n.reshape(n, 4, H).transpose(1, 0, 2)   # (4, n, H)
                 scale_n, shift_n = (scale_b[:, :n], shift_b[:, :n]) if tanh_all else (None, None)
                 if peephole == "diagonal":
                     p_if_n, p_o_n = p_if[:, :n], p_o[:n]
@@ -159,17 +140,17 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
                     i, f, g, o = a
                     c_prev = c_t = c[0, :n]  # c_t overwrites c_{t-1}
                     tanh_c_t = tanh_c[0, :n]
-            j = k0 + t - s0
-            h_prev = hs[t - 1, :n] if t else h0[:n]
-            if keep:                         # training: a_t is z[j], kept in the cache
-                a = z[j, :, :n]              # (4, n, H): a_t (halved), then the gates
-                np.matmul(h_prev, R_half, rec_n)
-                a += rec_n4                  # a_t = x_t W + h_{t-1} R + b
+            j = t - s0                       # the step's row in xh
+            if keep:                         # training: a_t is z[t], kept in the cache
+                a = z[t, :, :n]              # (4, n, H): a_t (halved), then the gates
+            if one_gemm:
+                np.matmul(xh[j, :n], M, rec_n)
+                np.copyto(a, rec_n4)
+            else:
+                np.matmul(xh[j, :n], M, a)   # a_t = [x_t, 1, h_{t-1}] [W; b; R] = x_t W + h_{t-1} R + b
+            if keep:
                 i, f, g, o = a
                 c_prev, c_t, tanh_c_t = c[t, :n], c[t + 1, :n], tanh_c[t, :n]
-            else:
-                np.matmul(h_prev, R_half, rec_n)
-                np.add(z[j, :, :n], rec_n4, a)   # the same a_t, in the fixed buffer
             if Rg_half is not None and t > 0:    # FGR: + [i, f, o]_{t-1} R_gates
                 a[[I, F, O]] += (gates_prev[:n] @ Rg_half).reshape(n, 3, H).transpose(1, 0, 2)
             a_if = a[IF]                         # a_i/2, a_f/2: then tanh of them, then i_t, f_t
@@ -220,12 +201,15 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
                 np.tanh(c_t, tanh_c_t)
             else:
                 tanh_c_t[...] = c_t              # NOAF: h_t = o_t c_t
-            np.multiply(o, tanh_c_t, hs[t, :n])  # h_t = o_t tanh(c_t)
-            if Rg_half is not None:              # a copy, rows [i | f | o]: the chunk's z is reused
+            np.multiply(o, tanh_c_t, xh[j + 1, :n, I1:])   # h_t = o_t tanh(c_t), beside x_{t+1}
+            if Rg_half is not None:              # a copy, rows [i | f | o]: inference reuses a
                 gates_prev = a[[I, F, O]].transpose(1, 0, 2).reshape(n, 3 * H)
+        if not keep:                         # the chunk's h_t out, and its last into row 0 for the next chunk
+            hs[s0:s1] = xh[1:s1 - s0 + 1, :, I1:]
+            xh[0, :, I1:] = xh[s1 - s0, :, I1:]
     if not keep:
         return hs, c[0], None
-    return h, c, Cache(x1, z.transpose(0, 2, 1, 3), c, h, tanh_c, tuple(batch_sizes), v)
+    return h, c, Cache(xh[:T, :, :I1], z.transpose(0, 2, 1, 3), c, h, tanh_c, tuple(batch_sizes), v, xh)
 
 
 def _per_gate(M: np.ndarray) -> np.ndarray:
@@ -294,7 +278,7 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
     da_out: None, or a (T, B, 4H) array that receives δa_t = dL/da_t for every step (diagnostics).
     Returns dx (T, B, I), dh0 (B, H), dc0 (B, H) and grads {"W", "R", "b", "p_i", "p_f", "p_o", "R_gates"}.
     """
-    x1, gates4, c, h, tanh_c, batch_sizes, v = cache
+    x1, gates4, c, h, tanh_c, batch_sizes, v, _ = cache
     gates = gates4.transpose(0, 2, 1, 3)     # (T, 4, B, H): the forward's gate blocks
     peephole = v.peephole
     T, B, _ = x1.shape
@@ -368,8 +352,7 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
             np.matmul(da, R_T, dh_t)         # backprop a_t into h_{t-1}
     # Weight gradients: one GEMM each over all steps and rows (finished rows have δa = 0).
     da2 = da_all.reshape(T * B, 4 * H)
-    dWb = x1.reshape(T * B, -1).T @ da2      # [dW; db]: the column of ones sums δa over steps and rows
-    grads = {"W": dWb[:-1], "R": h[:-1].reshape(T * B, H).T @ da2, "b": dWb[-1]}
+    grads = weight_grads(cache, da2)
     if peephole == "diagonal":
         grads["p_i"] = np.einsum("tbh,tbh->h", da4_all[:, :, I], c[:-1])
         grads["p_f"] = np.einsum("tbh,tbh->h", da4_all[:, :, F], c[:-1])
@@ -384,6 +367,20 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
                             @ da4_all[1:][:, :, [I, F, O]].reshape((T - 1) * B, 3 * H))
     dx = (da2 @ np.ascontiguousarray(W.T)).reshape(T, B, -1)  # (T, B, I)
     return dx, dh, dc, grads
+
+
+def weight_grads(cache: Cache, da2: np.ndarray) -> dict:
+    """{"W", "b", "R"}: Σ over steps and rows of [x_t, 1]ᵀ δa_t and h_{t-1}ᵀ δa_t; da2 (T·B, 4H).
+
+    The column of ones sums δa into db. With the rows [x_t, 1, h_{t-1}] side by side (cache.xh), one
+    GEMM gives all three; OpenBLAS runs it faster than two below H = 512, and slower from there."""
+    T, B, I1 = cache.x1.shape
+    H = da2.shape[1] // 4
+    if cache.xh is not None and H < 512:     # δaᵀ [x 1 h], the faster order of the operands here
+        g = (da2.T @ cache.xh[:T].reshape(T * B, I1 + H)).T
+        return {"W": np.ascontiguousarray(g[:I1 - 1]), "b": g[I1 - 1].copy(), "R": np.ascontiguousarray(g[I1:])}
+    dWb = cache.x1.reshape(T * B, I1).T @ da2
+    return {"W": dWb[:-1], "b": dWb[-1], "R": cache.h[:-1].reshape(T * B, H).T @ da2}
 
 
 def _add_gate_recurrence(da4, dgates, gates, trainable, coupled, H, *blocks):

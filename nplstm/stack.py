@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .lstm import F, Variant, lstm_backward, lstm_forward
+from .lstm import F, lstm_backward, lstm_forward
+from .variants import Variant
 from .workspace import Workspace
 
 PEEPHOLES = ("diagonal", "full", None)
@@ -24,7 +25,7 @@ class LSTMConfig:
 
     input_size I, hidden_size H, num_layers L, D = 2 directions if bidirectional else 1.
     peephole: "diagonal" (p_i, p_f, p_o each (H,)), "full" (each (H, H)) or None; forget_gate=False
-    is the 1997 LSTM (f ≡ 1); the other flags are Greff et al.'s variants (lstm.Variant).
+    is the 1997 LSTM (f ≡ 1); the other flags are Greff et al.'s variants (variants.Variant).
     """
     input_size: int            # I
     hidden_size: int           # H

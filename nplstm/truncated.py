@@ -31,7 +31,7 @@ weights after every step, as the papers did. For fixed weights the sum over step
 pass along the carousel alone, ĉ_t = δc_t + κ_{t+1} ĉ_{t+1}, δa_q,t = ĉ_t d_q,t (the traces' sum
 reordered): `truncated_backward` computes it that way, with one GEMM per weight, from the engine's
 Cache. tests/test_truncated.py holds both to each other and to finite differences of the truncated
-forward. Cells: diagonal peepholes or none, and every variant flag of lstm.Variant but gate recurrence.
+forward. Cells: diagonal peepholes or none, and every variant flag of variants.Variant but gate recurrence.
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import reference
-from .lstm import F, G, I, O, Cache, Variant, VANILLA, _local_derivatives, lstm_forward
+from .lstm import F, G, I, O, Cache, _local_derivatives, lstm_forward, weight_grads
+from .variants import VANILLA, Variant
 
 
 def _check_variant(v: Variant) -> None:
@@ -73,7 +74,7 @@ def truncated_backward(dy: np.ndarray, cache: Cache, p=None, *, peephole_error: 
     p: (p_i, p_f, p_o) each (H,), or None. Returns grads {"W", "R", "b"[, "p_i", "p_f", "p_o"]}, the
     shapes of the params.
     """
-    x1, gates4, c, h, tanh_c, batch_sizes, v = cache
+    x1, gates4, c, h, tanh_c, batch_sizes, v, _ = cache
     _check_variant(v)
     T, B, _ = x1.shape
     H = h.shape[2]
@@ -95,8 +96,7 @@ def truncated_backward(dy: np.ndarray, cache: Cache, p=None, *, peephole_error: 
         da[t, :, :O] = dc[:, None, :] * d_da[t, :, :O]     # δa_i, δa_f, δa_g = ĉ_t d_q: no path into h_{t-1}
         dc = dc * carry[t]                                 # backprop c_t = f_t c_{t-1} + ... along the carousel
     da2 = da.reshape(T * B, 4 * H)
-    dWb = x1.reshape(T * B, -1).T @ da2                    # [dW; db]: the column of ones sums δa
-    grads = {"W": dWb[:-1], "R": h[:-1].reshape(T * B, H).T @ da2, "b": dWb[-1]}
+    grads = weight_grads(cache, da2)                       # [dW; db; dR], as the engine's backward
     if v.peephole is not None:
         grads["p_i"] = np.einsum("tbh,tbh->h", da[:, :, I], c[:-1])
         grads["p_f"] = np.einsum("tbh,tbh->h", da[:, :, F], c[:-1])
@@ -109,7 +109,7 @@ def truncated_gradients(params: dict, x: np.ndarray, dy: np.ndarray, h0=None, c0
     """Forward pass and the 1997 rule's gradient, summed over the sequence, batch-first.
 
     params: "W" (I, 4H), "R" (H, 4H), "b" (4H,)[, "p_i", "p_f", "p_o" (H,)]; x: (B, T, I);
-    dy: (B, T, H) ∂L/∂h_t; h0, c0: (B, H) or None (zeros); variant: lstm.Variant (e.g. VARIANTS["NFG"]).
+    dy: (B, T, H) ∂L/∂h_t; h0, c0: (B, H) or None (zeros); variant: variants.Variant (e.g. VARIANTS["NFG"]).
     Returns grads keyed like params.
     """
     _check_variant(variant)

@@ -22,13 +22,16 @@ def test_nplstm_bench_tiny_runs(tmp_path, torch):
     assert result["threads"] == {"blas": 1, "torch": 1, "onnxruntime": 1}
     rows = result["rows"]
     assert len(rows) == 1 and rows[0]["H"] == 8 and rows[0]["repeats"] == 2
-    for key in ("train_ms", "infer_ms", "gemm_floor_ms", "diagonal_over_none", "full_over_none", "cache_mb",
-                "checks_fraction", "train_ratio", "gru_ratio", "infer_ratio", "ort_ratio", "ort_peephole_ratio",
-                "infer_diagonal_over_none", "inference_peak"):
+    for key in ("train_ms", "infer_ms", "gemm_floor_ms", "numpy_floor_ms", "infer_floor_ms", "infer_numpy_floor_ms",
+                "diagonal_over_none", "full_over_none", "cache_mb", "checks_fraction", "train_ratio", "gru_ratio",
+                "infer_ratio", "ort_ratio", "ort_peephole_ratio", "infer_diagonal_over_none", "inference_peak",
+                "floor_ratio", "infer_floor_ratio", "numpy_floor_ratio", "infer_numpy_floor_ratio", "over_numpy_floor",
+                "infer_over_numpy_floor"):
         assert rows[0][key] > 0, key
         assert key.endswith(("_ms", "_mb", "fraction", "peak")) or rows[0][key + "_spread"] >= 0, key
     for name in ("train None", "train diagonal", "train full", "torch train", "gru train", "torch gru train",
-                 "infer None", "infer diagonal", "torch infer", "ort infer None", "ort infer diagonal"):
+                 "infer None", "infer diagonal", "torch infer", "ort infer None", "ort infer diagonal",
+                 "gemm floor train", "gemm floor infer", "numpy floor train", "numpy floor infer"):
         ms = rows[0]["ms"][name]
         assert 0 < ms["min"] <= ms["median"] <= ms["max"], name
     assert [(r["B"], r["T"]) for r in result["scaling"]] == [(s[0], s[1]) for s in bench.SCALING["tiny"]]
@@ -117,10 +120,10 @@ def test_bench_tables_turns_runs_into_ranges(tmp_path):
     """tools/bench_tables.py prints each cell as the range over the runs, a ratio with its largest spread."""
     root = Path(__file__).resolve().parents[1]
     row = {"B": 1, "T": 2, "I": 3, "H": 4, "inference_peak": 1.5, "checks_fraction": 0.05, "gflops": 1.0,
-           "train_ms": 2.0, "torch_train_ms": 1.0, "infer_ms": 1.0, "torch_infer_ms": 0.5, "floor_ratio": 0.5,
-           "infer_floor_ratio": 0.25}
+           "train_ms": 2.0, "torch_train_ms": 1.0, "infer_ms": 1.0, "torch_infer_ms": 0.5}
     for key in ("train_ratio", "gru_ratio", "infer_ratio", "ort_ratio", "ort_peephole_ratio", "diagonal_over_none",
-                "full_over_none", "infer_diagonal_over_none"):
+                "full_over_none", "infer_diagonal_over_none", "floor_ratio", "infer_floor_ratio", "numpy_floor_ratio",
+                "infer_numpy_floor_ratio", "over_numpy_floor", "infer_over_numpy_floor"):
         row[key], row[key + "_spread"] = 2.0, 0.1
     runs = []
     for k, ratio in enumerate((1.5, 2.5)):
@@ -131,3 +134,33 @@ def test_bench_tables_turns_runs_into_ranges(tmp_path):
     out = subprocess.run([sys.executable, str(root / "tools" / "bench_tables.py"), *runs],
                          capture_output=True, text=True, check=True).stdout
     assert "| (1, 2, 3, 4) | 1.50–2.50 (20 %) | 2.00 (10 %) |" in out, out
+    assert "| NumPy floor / torch, training |" in out and out.count("| 2.00 (10 %) | 2.00 (10 %) |") >= 2, out
+
+
+@pytest.mark.parametrize("size", [(2, 5, 3, 4), (3, 4, 2, 512)])   # H = 512: the two weight-gradient GEMMs
+@pytest.mark.parametrize("forward_only", [False, True])
+def test_the_floors_run_clean_and_the_numpy_floor_adds_the_elementwise_calls(size, forward_only):
+    """The floor kernels make their calls without overflow or invalid values (which would time slow paths), and
+    the NumPy floor makes the GEMM floor's BLAS calls plus elementwise ones, counted through numpy.matmul."""
+    from nplstm.diagnostics import floors
+    counts = {}
+    real = np.matmul
+
+    def counting(name):
+        def matmul(*args, **kwargs):
+            counts[name] = counts.get(name, 0) + 1
+            return real(*args, **kwargs)
+        return matmul
+    with np.errstate(all="raise"):
+        for name, make in (("gemm", floors.gemm_step), ("numpy", floors.numpy_step)):
+            step = make(*size, forward_only=forward_only)
+            floors.np.matmul = counting(name)
+            try:
+                step()
+            finally:
+                floors.np.matmul = real
+    B, T, I, H = size
+    S = max(1, min(T, floors.CHUNK // (B * 4 * H)))
+    chunks = -(-T // S)
+    assert counts["gemm"] == counts["numpy"] == chunks + T * (1 if forward_only else 2)   # x W per chunk, h R, δa Rᵀ
+    assert floors.gemm_floor(*size, repeat=1, forward_only=forward_only) > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm.lstm import Variant
+from nplstm.variants import Variant
 from nplstm.training.monitor import gate_stats, grad_norms
 from nplstm.tasks import make_task
 from nplstm.training.trainer import TrainConfig, build_model, train

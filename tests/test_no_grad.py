@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import nplstm
-from nplstm.lstm import CHUNK, VARIANTS
+from nplstm.lstm import CHUNK
+from nplstm.variants import VARIANTS
 from tests.conftest import random_inputs, random_lstm
 
 CASES = [(name, {}) for name in VARIANTS] + [("NFG", {"peephole": "full"}), ("FGR", {"peephole": "full"})]

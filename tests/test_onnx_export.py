@@ -10,7 +10,7 @@ import pytest
 
 import nplstm
 from nplstm.interop import onnx as nx
-from nplstm.lstm import VARIANTS
+from nplstm.variants import VARIANTS
 from nplstm.training.checkpoint import load_model
 
 TOL = 1e-5

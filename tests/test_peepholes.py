@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nplstm.losses import mse
-from nplstm.lstm import Variant
+from nplstm.variants import Variant
 from nplstm.tasks import make_task
 from nplstm.training import peepholes
 from nplstm.training.trainer import TrainConfig, build_model, train, train_step

@@ -5,7 +5,7 @@ import pytest
 import nplstm
 from nplstm.interop import torch as interop
 from tests import torch_oracle
-from nplstm.lstm import VARIANTS
+from nplstm.variants import VARIANTS
 from tests.conftest import random_inputs, random_lstm, rel_err
 
 CONFIGS = [

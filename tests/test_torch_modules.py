@@ -13,7 +13,7 @@ import torch                                   # installed in CI, where a skippe
 import nplstm
 from nplstm.interop import torch as interop
 from nplstm.interop.torch_modules import SequenceModel, VariantLSTM, torch_name
-from nplstm.lstm import VARIANTS
+from nplstm.variants import VARIANTS
 from tests.conftest import random_inputs, random_lstm, rel_err
 
 TOL = 1e-10

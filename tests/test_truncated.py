@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nplstm import lstm_backward, lstm_forward
-from nplstm.lstm import VARIANTS, Variant
+from nplstm.variants import VARIANTS, Variant
 from nplstm.truncated import online_gradients, online_init, online_step, truncated_backward, truncated_gradients
 
 B, I, H = 2, 2, 3

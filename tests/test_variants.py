@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nplstm
-from nplstm.lstm import VANILLA, VARIANTS
+from nplstm.variants import VANILLA, VARIANTS
 from nplstm.tasks import make_task
 from nplstm.training.checkpoint import load_model, model_config, save_model
 from nplstm.training.trainer import build_model

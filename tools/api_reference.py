@@ -35,7 +35,7 @@ MODULES = [
     ("nplstm.training.checkpoint", ["save_checkpoint", "load_checkpoint", "save_model", "load_model"]),
     ("nplstm.interop.torch", ["to_torch", "from_torch", "state_dict", "grads_state_dict", "gru_to_torch",
                               "gru_from_torch"]),
-    ("nplstm.lstm", ["Variant"]),
+    ("nplstm.variants", ["Variant"]),
     ("nplstm.training.runs", ["load_run", "verdict"]),
     ("nplstm.reference", ["lstm_step_forward", "lstm_step_backward"]),
     ("nplstm.diagnostics.report", ["plot_run", "write_report"]),

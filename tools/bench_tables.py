@@ -44,15 +44,24 @@ def tables(runs: list[dict]) -> str:
         out.append(f"| {_size(rows[0])} | " + " | ".join(_ratio(rows, key) for key, _ in ratios) + " |")
     out.append("")
     cols = [("train_ms", "nplstm training"), ("torch_train_ms", "torch training"), ("infer_ms", "nplstm inference"),
-            ("torch_infer_ms", "torch inference"), ("floor_ratio", "floor/torch, training"),
-            ("infer_floor_ratio", "floor/torch, inference"), ("gflops", "GFLOP/s")]
+            ("torch_infer_ms", "torch inference"), ("gflops", "GFLOP/s")]
     out.append("| (B, T, I, H) | " + " | ".join(name for _, name in cols) + " | checks | peak |")
     out.append("|---" * (len(cols) + 3) + "|")
     for rows in zip(*(run["rows"] for run in runs)):
-        cells = [_range([r[key] for r in rows], (lambda v: f"{v:.2f}") if "ratio" in key else _num) for key, _ in cols]
+        cells = [_range([r[key] for r in rows]) for key, _ in cols]
         checks = _range([100 * r["checks_fraction"] for r in rows], lambda v: f"{v:.1f}") + " %"
         peak = _range([r["inference_peak"] for r in rows], lambda v: f"{v:.2f}")
         out.append(f"| {_size(rows[0])} | " + " | ".join(cells) + f" | {checks} | {peak} |")
+    floors = [("floor_ratio", "GEMMs / torch, training"), ("numpy_floor_ratio", "NumPy floor / torch, training"),
+              ("over_numpy_floor", "nplstm / NumPy floor, training"), ("infer_floor_ratio", "GEMMs / torch, inference"),
+              ("infer_numpy_floor_ratio", "NumPy floor / torch, inference"),
+              ("infer_over_numpy_floor", "nplstm / NumPy floor, inference")]
+    if all(key in r for run in runs for r in run["rows"] for key, _ in floors):
+        out.append("")
+        out.append("| (B, T, I, H) | " + " | ".join(name for _, name in floors) + " |")
+        out.append("|---" * (len(floors) + 1) + "|")
+        for rows in zip(*(run["rows"] for run in runs)):
+            out.append(f"| {_size(rows[0])} | " + " | ".join(_ratio(rows, key) for key, _ in floors) + " |")
     if all(run.get("scaling") for run in runs):
         out.append("")
         out.append("| (B, T, I, H) | nplstm training | torch training | ratio | nplstm inference | torch inference | ratio |")

@@ -81,7 +81,7 @@ def _plot(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..lstm import VARIANTS
+    from ..variants import VARIANTS
     parser = _Parser(prog="nplstm", description="A NumPy-only LSTM with checked backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -5,8 +5,9 @@ least 15 rounds after a warm-up (timing.py says why): nplstm's training step (fo
 every parameter and the input) without, with diagonal and with full peepholes; torch.nn.LSTM's; nplstm.GRU's
 and torch.nn.GRU's; and the forward alone, nplstm under no_grad (without and with diagonal peepholes),
 torch under no_grad, and ONNX Runtime running nplstm's exported LSTM operator (without and with peepholes).
-Each row gives min / median / max, the ratios of medians with their spread, achieved GFLOP/s, the GEMM
-floor, the cache against its formula, inference's peak memory, and what the finiteness checks cost.
+Each row gives min / median / max, the ratios of medians with their spread, achieved GFLOP/s, two floors
+(floors.py, timed in the same rounds), the cache against its formula, inference's peak memory, and what
+the finiteness checks cost.
 Then scaling rows: the cost per step as T and then B grow. Thread counts are pinned and printed.
 Used by `nplstm bench` and benchmarks/lstm_step.py; torch, onnxruntime and threadpoolctl are optional.
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..grad import no_grad
 from ..layers import LSTM
-from ..lstm import CHUNK
+from .floors import gemm_step, numpy_step
 from .timing import SPREAD_WARNING, Ratio, interleaved, interleaved_samples, machine, pinned_threads, timed
 
 SIZES = {  # (B, T, I, H)
@@ -49,9 +50,9 @@ def step_flops(B, T, I, H, peephole=None) -> float:
 
 def cache_formula(B, T, I, H) -> int:
     """Elements nplstm keeps for backward, one layer and direction (docs/performance.md):
-    [x, 1] (T·B·(I+1)), the four gates (T·B·4H), tanh(c_t) (T·B·H), and h, c including the
-    initial state (2·(T+1)·B·H)."""
-    return T * B * (I + 1 + 5 * H) + 2 * (T + 1) * B * H
+    the rows [x_t, 1, h_t] for t = 0..T ((T+1)·B·(I+1+H): h including the initial state, and one
+    row of x unused), the four gates (T·B·4H), tanh(c_t) (T·B·H), and c including c_0 ((T+1)·B·H)."""
+    return (T + 1) * B * (I + 1 + H) + T * B * 5 * H + (T + 1) * B * H
 
 
 def cache_elements(lstm: LSTM) -> int:
@@ -72,34 +73,6 @@ def gemm_rate(n: int = 2048, repeat: int = 5) -> float:
     a @ a
     best = min(timed(lambda: a @ a) for _ in range(repeat))
     return 2 * n ** 3 / best / 1e9
-
-
-def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
-    """Seconds for the BLAS calls of one training step (or forward) alone, shaped as lstm.py makes them.
-
-    No elementwise work: the time an LSTM built on NumPy's BLAS cannot go below.
-    """
-    rng = np.random.default_rng(0)
-    x2, W = rng.random((T * B, I), dtype=np.float32), rng.random((I, 4 * H), dtype=np.float32)
-    R, R_T = rng.random((H, 4 * H), dtype=np.float32), rng.random((4 * H, H), dtype=np.float32)
-    h, da = rng.random((B, H), dtype=np.float32), rng.random((T * B, 4 * H), dtype=np.float32)
-    hs, rec = rng.random((T * B, H), dtype=np.float32), np.empty((B, 4 * H), np.float32)
-    dh, W_T = np.empty((B, H), np.float32), np.ascontiguousarray(W.T)
-
-    S = max(1, min(T, CHUNK // (B * 4 * H)))  # lstm.py projects a chunk of S steps' inputs at once
-
-    def step():
-        for s0 in range(0, T, S):
-            x2[s0 * B:(s0 + S) * B] @ W      # input projections
-        for _ in range(T):
-            np.matmul(h, R, out=rec)         # forward recurrence
-        if forward_only:
-            return
-        for t in range(T):
-            np.matmul(da[t * B:(t + 1) * B], R_T, out=dh)  # backward recurrence
-        x2.T @ da, hs.T @ da, da @ W_T       # dW, dR, dx
-    step()
-    return min(timed(step) for _ in range(repeat))
 
 
 def check_cost(size, repeat: int = 7) -> tuple[float, float]:
@@ -224,7 +197,11 @@ RATIOS = [("train_ratio", "train None", "torch train"), ("gru_ratio", "gru train
           ("infer_ratio", "infer None", "torch infer"), ("ort_ratio", "infer None", "ort infer None"),
           ("ort_peephole_ratio", "infer diagonal", "ort infer diagonal"),
           ("diagonal_over_none", "train diagonal", "train None"), ("full_over_none", "train full", "train None"),
-          ("infer_diagonal_over_none", "infer diagonal", "infer None")]
+          ("infer_diagonal_over_none", "infer diagonal", "infer None"),
+          ("floor_ratio", "gemm floor train", "torch train"), ("infer_floor_ratio", "gemm floor infer", "torch infer"),
+          ("numpy_floor_ratio", "numpy floor train", "torch train"),
+          ("infer_numpy_floor_ratio", "numpy floor infer", "torch infer"),
+          ("over_numpy_floor", "train None", "numpy floor train"), ("infer_over_numpy_floor", "infer None", "numpy floor infer")]
 
 
 def measure(size, *, repeat=MIN_REPEAT, torch=None, ort_threads=None, folder=None, extras=True) -> dict:
@@ -242,6 +219,9 @@ def measure(size, *, repeat=MIN_REPEAT, torch=None, ort_threads=None, folder=Non
                    {k: v for k, v in _torch_fns(torch, size, x, dy).items() if k in ("torch train", "torch infer")})
     if ort_threads is not None and extras:
         fns.update(_ort_fns(size, x, ort_threads, folder))
+    if extras:                               # the floors run in the same rounds, so their ratios are like the others
+        fns.update({f"{kind} floor {side}": make(B, T, I, H, forward_only=side == "infer")
+                    for kind, make in (("gemm", gemm_step), ("numpy", numpy_step)) for side in ("train", "infer")})
     samples = interleaved_samples(fns, repeat)
     row = {"B": B, "T": T, "I": I, "H": H, "repeats": repeat, "ms": {k: s.ms() for k, s in samples.items()},
            "train_ms": samples["train None"].median * 1e3, "infer_ms": samples["infer None"].median * 1e3}
@@ -254,11 +234,10 @@ def measure(size, *, repeat=MIN_REPEAT, torch=None, ort_threads=None, folder=Non
     if not extras:
         return row
     row["gflops"] = step_flops(B, T, I, H) / samples["train None"].median / 1e9
-    row["gemm_floor_ms"] = gemm_floor(B, T, I, H) * 1e3
-    row["infer_floor_ms"] = gemm_floor(B, T, I, H, forward_only=True) * 1e3
-    if "torch train" in samples:
-        row["floor_ratio"] = row["gemm_floor_ms"] / row["torch_train_ms"]
-        row["infer_floor_ratio"] = row["infer_floor_ms"] / row["torch_infer_ms"]
+    row["gemm_floor_ms"] = samples["gemm floor train"].median * 1e3
+    row["infer_floor_ms"] = samples["gemm floor infer"].median * 1e3
+    row["numpy_floor_ms"] = samples["numpy floor train"].median * 1e3
+    row["infer_numpy_floor_ms"] = samples["numpy floor infer"].median * 1e3
     lstm = LSTM(I, H, peephole="diagonal", seed=0)
     lstm.forward(x)
     row["cache_mb"], row["cache_formula_mb"] = cache_elements(lstm) * 4 / 2 ** 20, cache_formula(B, T, I, H) * 4 / 2 ** 20
@@ -336,22 +315,27 @@ def _print_rows(rows, print_fn):
     size = f"{'B':>3} {'T':>5} {'I':>4} {'H':>4}"
     print_fn("\ntraining step (forward + backward to every parameter and the input)")
     print_fn(f"{size} | {'nplstm':<21} {'torch':<21} {'ratio spread':>12} | {'GRU/torch':>12} | "
-             f"{'diag':>12} {'full':>12} | {'GFLOP/s':>7} {'floor':>7} {'floor/torch':>11} | {'checks':>6}")
+             f"{'diag':>12} {'full':>12} | {'GFLOP/s':>7} {'GEMMs/torch':>12} {'NumPy/torch':>12} {'nplstm/NumPy':>12} | "
+             f"{'checks':>6}")
     for r in rows:
         print_fn(f"{_size(r)} | {_spread_ms(r, 'train None')} {_spread_ms(r, 'torch train')} {_ratio(r, 'train_ratio')} | "
                  f"{_ratio(r, 'gru_ratio')} | {_ratio(r, 'diagonal_over_none')} {_ratio(r, 'full_over_none')} | "
-                 f"{_cell(r, 'gflops', 7, 1)} {_cell(r, 'gemm_floor_ms', 7)} {_cell(r, 'floor_ratio', 11)} | "
+                 f"{_cell(r, 'gflops', 7, 1)} {_ratio(r, 'floor_ratio')} {_ratio(r, 'numpy_floor_ratio')} "
+                 f"{_ratio(r, 'over_numpy_floor')} | "
                  f"{100 * r['checks_fraction']:>5.1f}%")
     print_fn("\ninference (forward alone: nplstm and torch under no_grad; ONNX Runtime's LSTM operator)")
     print_fn(f"{size} | {'nplstm':<21} {'torch':<21} {'ratio spread':>12} | {'/ORT':>12} {'/ORT peep':>12} | "
-             f"{'diag':>12} | {'floor/torch':>11} | {'cache MB':>8} {'formula':>7} | {'peak':>5}")
+             f"{'diag':>12} | {'GEMMs/torch':>12} {'NumPy/torch':>12} {'nplstm/NumPy':>12} | {'cache MB':>8} "
+             f"{'formula':>7} | {'peak':>5}")
     for r in rows:
         print_fn(f"{_size(r)} | {_spread_ms(r, 'infer None')} {_spread_ms(r, 'torch infer')} {_ratio(r, 'infer_ratio')} | "
                  f"{_ratio(r, 'ort_ratio')} {_ratio(r, 'ort_peephole_ratio')} | {_ratio(r, 'infer_diagonal_over_none')} | "
-                 f"{_cell(r, 'infer_floor_ratio', 11)} | {_cell(r, 'cache_mb', 8, 1)} {_cell(r, 'cache_formula_mb', 7, 1)} | "
+                 f"{_ratio(r, 'infer_floor_ratio')} {_ratio(r, 'infer_numpy_floor_ratio')} "
+                 f"{_ratio(r, 'infer_over_numpy_floor')} | {_cell(r, 'cache_mb', 8, 1)} {_cell(r, 'cache_formula_mb', 7, 1)} | "
                  f"{_cell(r, 'inference_peak', 5)}")
     print_fn("diag, full = time with peepholes / without; /ORT peep = nplstm with diagonal peepholes / ORT's LSTM "
-             "operator with them; floor = the BLAS calls alone (gemm_floor); cache = what training keeps for the "
+             "operator with them; GEMMs, NumPy = the floors (diagnostics/floors.py): the BLAS calls alone, and with the fewest "
+             "elementwise NumPy calls the equations need; cache = what training keeps for the "
              "backward, against cache_formula; peak = a no_grad forward's peak allocation / (output + weights); "
              "checks = the NaN/Inf scans' share of a training step (check_cost); ! = spread above "
              f"{100 * SPREAD_WARNING:.0f} %")

@@ -10,8 +10,8 @@ from .timing import Ratio, interleaved, interleaved_samples
 
 def variant_times(size, repeat: int = 15) -> dict[str, float]:
     """Median seconds of one training step (forward + backward, float32) for each of Greff's variants
-    (nplstm.lstm.VARIANTS), timed interleaved in this process after a warm-up."""
-    from ..lstm import VARIANTS
+    (nplstm.variants.VARIANTS), timed interleaved in this process after a warm-up."""
+    from ..variants import VARIANTS
     B, T, I, H = size
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I), dtype=np.float32)
@@ -29,7 +29,7 @@ def variant_times(size, repeat: int = 15) -> dict[str, float]:
 
 def run_variants(sizes, repeat: int = 15, print_fn=print) -> list[dict]:
     """Each variant's training step against the vanilla LSTM's, per size: the rows of `nplstm bench --variants`."""
-    from ..lstm import VARIANTS
+    from ..variants import VARIANTS
     print_fn("training step of each variant / vanilla (diagonal peepholes, forget gate), float32, medians")
     print_fn(f"{'B':>3} {'T':>5} {'I':>4} {'H':>4} | {'vanilla ms':>10} | " + " ".join(f"{n:>6}" for n in VARIANTS
                                                                                   if n != "vanilla"))

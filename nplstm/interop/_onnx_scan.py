@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..lstm import Variant
+from ..variants import Variant
 
 
 class GraphBuilder:

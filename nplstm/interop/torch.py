@@ -33,7 +33,7 @@ def _why_not_nn_lstm(lstm: LSTM) -> str | None:
                 f"{lstm.config.peephole!r}. Only an LSTM built with peephole=None maps onto it.")
     if not lstm.config.forget_gate:
         return "torch.nn.LSTM always has a forget gate; this LSTM has forget_gate=False."
-    from ..lstm import VANILLA
+    from ..variants import VANILLA
     changed = [f"{k}={v!r}" for k, v in lstm.config.variant._asdict().items()
                if k not in ("peephole", "forget_gate") and v != getattr(VANILLA, k)]
     if changed:

@@ -18,7 +18,7 @@ from torch import nn
 
 from .._checks import check_int
 from ..layers import variant_flags
-from ..lstm import Variant
+from ..variants import Variant
 from ..stack import LSTMConfig, init_params
 
 
@@ -112,7 +112,7 @@ class VariantLSTM(nn.Module):
     """nplstm.LSTM as a torch.nn.Module: any of Greff's variants, stacked, optionally bidirectional.
 
     input_size I, hidden_size H, num_layers L, D = 2 if bidirectional else 1; the flags are
-    nplstm.LSTM's (variant= a name of nplstm.lstm.VARIANTS, then any flag on top). dropout: applied to
+    nplstm.LSTM's (variant= a name of nplstm.variants.VARIANTS, then any flag on top). dropout: applied to
     the input of every layer but the first while training, as in torch.nn.LSTM. Parameters are
     named torch_name(nplstm key), of nplstm's shapes (LSTMConfig.param_shapes); seed: None draws from
     torch's generator. Batch-first: forward(x (B, T, I), state=None, lengths=None).

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..layers import Embedding, Linear, Model
-from ..lstm import VARIANTS
+from ..variants import VARIANTS
 from ..rnn import RNN
 
 CELLS = (*VARIANTS, "GRU", "RNN")    # Greff's nine LSTMs, then the two references

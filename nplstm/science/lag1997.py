@@ -33,7 +33,8 @@ import time
 
 import numpy as np
 
-from ..lstm import Variant, lstm_backward, lstm_forward
+from ..lstm import lstm_backward, lstm_forward
+from ..variants import Variant
 from ..ops import sigmoid
 from ..tasks import make_task
 from ..truncated import online_gradients, online_init, online_step, truncated_backward

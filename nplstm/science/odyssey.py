@@ -75,7 +75,7 @@ QUICK_OPTIONS = {"temporal_order": {"test_size": 500}, "adding": {"test_size": 5
 class Grid:
     """Everything an odyssey runs: tasks x models x (search: lrs x search_seeds; test: seeds at the chosen lr)."""
     tasks: tuple                 # TaskSpecs
-    cells: tuple = CELLS         # the models: lstm.VARIANTS names, "GRU", "RNN"; "vanilla" is the reference
+    cells: tuple = CELLS         # the models: variants.VARIANTS names, "GRU", "RNN"; "vanilla" is the reference
     lrs: tuple = (1e-3, 3e-3, 1e-2, 3e-2)    # Adam's learning rates, log-spaced
     search_seeds: int = 1
     seeds: int = 5               # test runs per model at its chosen learning rate

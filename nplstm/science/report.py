@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from ..lstm import VARIANTS
+from ..variants import VARIANTS
 from .stats import VERDICTS, mean_var, verdict, welch
 
 HURTS, SAME, HELPS = VERDICTS

@@ -25,7 +25,7 @@ import numpy as np
 from ..gru import GRU
 from ..data import Scaler
 from ..layers import LSTM, Embedding, Linear, Model
-from ..lstm import VANILLA
+from ..variants import VANILLA
 
 META_KEY = "meta.json"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lstm import VANILLA
+from ..variants import VANILLA
 
 SATURATED = 0.95   # σ gates: saturated when s < 0.05 or s > 0.95 (σ' < 0.048); g: when |g| > 0.95 (tanh' < 0.098)
 SIGMOID, TANH = "ifozr", "gn"   # the LSTM's i, f, o and the GRU's z, r are σ; g and the GRU's candidate n are tanh
@@ -26,7 +26,7 @@ def gate_stats(internals: dict, lengths=None, variant=None) -> dict:
              "cell": {prefix: {"max_abs": max |c_t|, "mean_abs": mean |c_t|}}} (a GRU, with no cell: no "cell"),
     Python floats. A σ gate is saturated below 1 - SATURATED or above SATURATED, g and n when |·| > SATURATED: there
     its derivative is under a tenth of its largest, and little gradient passes. variant: the
-    LSTM's nplstm.lstm.Variant (None: vanilla); a gate it does not learn (f ≡ 1 without a forget
+    LSTM's nplstm.variants.Variant (None: vanilla); a gate it does not learn (f ≡ 1 without a forget
     gate or f = 1 - i when coupled, i ≡ 1, o ≡ 1) has saturation None, and so has g = a_g (NIAF).
     """
     v = VANILLA if variant is None else variant
