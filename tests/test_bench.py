@@ -26,7 +26,7 @@ def test_nplstm_bench_tiny_runs(tmp_path, torch):
                 "diagonal_over_none", "full_over_none", "cache_mb", "checks_fraction", "train_ratio", "gru_ratio",
                 "infer_ratio", "ort_ratio", "ort_peephole_ratio", "infer_diagonal_over_none", "inference_peak",
                 "floor_ratio", "infer_floor_ratio", "numpy_floor_ratio", "infer_numpy_floor_ratio", "over_numpy_floor",
-                "infer_over_numpy_floor"):
+                "infer_over_numpy_floor", "infer_numpy_floor_over_ort"):
         assert rows[0][key] > 0, key
         assert key.endswith(("_ms", "_mb", "fraction", "peak")) or rows[0][key + "_spread"] >= 0, key
     for name in ("train None", "train diagonal", "train full", "torch train", "gru train", "torch gru train",
@@ -123,7 +123,7 @@ def test_bench_tables_turns_runs_into_ranges(tmp_path):
            "train_ms": 2.0, "torch_train_ms": 1.0, "infer_ms": 1.0, "torch_infer_ms": 0.5}
     for key in ("train_ratio", "gru_ratio", "infer_ratio", "ort_ratio", "ort_peephole_ratio", "diagonal_over_none",
                 "full_over_none", "infer_diagonal_over_none", "floor_ratio", "infer_floor_ratio", "numpy_floor_ratio",
-                "infer_numpy_floor_ratio", "over_numpy_floor", "infer_over_numpy_floor"):
+                "infer_numpy_floor_ratio", "over_numpy_floor", "infer_over_numpy_floor", "infer_numpy_floor_over_ort"):
         row[key], row[key + "_spread"] = 2.0, 0.1
     runs = []
     for k, ratio in enumerate((1.5, 2.5)):

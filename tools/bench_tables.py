@@ -55,6 +55,7 @@ def tables(runs: list[dict]) -> str:
     floors = [("floor_ratio", "GEMMs / torch, training"), ("numpy_floor_ratio", "NumPy floor / torch, training"),
               ("over_numpy_floor", "nplstm / NumPy floor, training"), ("infer_floor_ratio", "GEMMs / torch, inference"),
               ("infer_numpy_floor_ratio", "NumPy floor / torch, inference"),
+              ("infer_numpy_floor_over_ort", "NumPy floor / ORT, inference"),
               ("infer_over_numpy_floor", "nplstm / NumPy floor, inference")]
     if all(key in r for run in runs for r in run["rows"] for key, _ in floors):
         out.append("")

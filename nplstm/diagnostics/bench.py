@@ -201,6 +201,7 @@ RATIOS = [("train_ratio", "train None", "torch train"), ("gru_ratio", "gru train
           ("floor_ratio", "gemm floor train", "torch train"), ("infer_floor_ratio", "gemm floor infer", "torch infer"),
           ("numpy_floor_ratio", "numpy floor train", "torch train"),
           ("infer_numpy_floor_ratio", "numpy floor infer", "torch infer"),
+          ("infer_numpy_floor_over_ort", "numpy floor infer", "ort infer None"),
           ("over_numpy_floor", "train None", "numpy floor train"), ("infer_over_numpy_floor", "infer None", "numpy floor infer")]
 
 
