@@ -139,7 +139,8 @@ def test_bench_tables_turns_runs_into_ranges(tmp_path):
 
 @pytest.mark.parametrize("size", [(2, 5, 3, 4), (3, 4, 2, 512)])   # H = 512: the two weight-gradient GEMMs
 @pytest.mark.parametrize("forward_only", [False, True])
-def test_the_floors_run_clean_and_the_numpy_floor_adds_the_elementwise_calls(size, forward_only):
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_floors_run_clean_and_the_numpy_floor_adds_the_elementwise_calls(size, forward_only, fused):
     """The floor kernels make their calls without overflow or invalid values (which would time slow paths), and
     the NumPy floor makes the GEMM floor's BLAS calls plus elementwise ones, counted through numpy.matmul."""
     from nplstm.diagnostics import floors
@@ -152,8 +153,8 @@ def test_the_floors_run_clean_and_the_numpy_floor_adds_the_elementwise_calls(siz
             return real(*args, **kwargs)
         return matmul
     with np.errstate(all="raise"):
-        for name, make in (("gemm", floors.gemm_step), ("numpy", floors.numpy_step)):
-            step = make(*size, forward_only=forward_only)
+        for name, make in (("gemm", floors._gemm_step), ("numpy", floors._numpy_step)):
+            step = make(*size, forward_only, fused)
             floors.np.matmul = counting(name)
             try:
                 step()
@@ -161,6 +162,7 @@ def test_the_floors_run_clean_and_the_numpy_floor_adds_the_elementwise_calls(siz
                 floors.np.matmul = real
     B, T, I, H = size
     S = max(1, min(T, floors.CHUNK // (B * 4 * H)))
-    chunks = -(-T // S)
-    assert counts["gemm"] == counts["numpy"] == chunks + T * (1 if forward_only else 2)   # x W per chunk, h R, δa Rᵀ
+    forward = T if fused else -(-T // S) + T      # [x_t, 1, h_{t-1}] [W; b; R] a step, or x W a chunk and h R a step
+    assert counts["gemm"] == counts["numpy"] == forward + (0 if forward_only else T)   # and δa Rᵀ a step
     assert floors.gemm_floor(*size, repeat=1, forward_only=forward_only) > 0
+    assert floors.numpy_floor(*size, repeat=1, forward_only=forward_only) > 0

@@ -92,8 +92,9 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     """Issue 14's target: the peak allocation of a no_grad forward <= 1.2x (output + weights), at
     (B, T, I, H) = (64, 100, 32, 128), float32, one layer. Each layer writes its outputs straight into the
     batch-first array returned (the reverse direction through a time-reversed view); beyond it, inference
-    holds the halved weight copies, O(B·H) state, and one chunk of steps' gates (lstm.CHUNK elements
-    at most) in the layer's workspace, allocated by the first call and reused by every later one.
+    holds the halved weight copies, O(B·H) state, and one chunk of steps' rows [x_t, 1, h_{t-1}] (LSTM) or
+    gates (GRU), lstm.CHUNK elements or so, in the layer's workspace, allocated by the first call and reused by
+    every later one.
     Measured, peak / (output + weights): 1.02 (LSTM), 0.98 (bidirectional), 1.03 (GRU) on a warm call;
     the first call adds the workspace (1.54 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
     outputs' worth."""
@@ -111,8 +112,8 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     first = peak_bytes(infer)
     inference = peak_bytes(infer)
     assert inference <= 1.2 * (output + weights), (inference / (output + weights))
-    # The first call also allocates the workspace: per direction, one chunk of steps' gates, the chunk's
-    # input projections before they are split into gate blocks (lstm.py), and O(B·H) scratch.
+    # The first call also allocates the workspace: per direction, one chunk of steps' rows (lstm.py) or gates and
+    # input projections (gru.py), and O(B·H) scratch.
     held = sum(a.nbytes for ws in net._workspace.values() for a in ws._arrays.values())
     directions = 2 if layer == "bidirectional" else 1
     assert held <= directions * (2 * CHUNK + 32 * 64 * 128) * 4, held   # O(B·H): at most 32 (B, H) arrays

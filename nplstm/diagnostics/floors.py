@@ -1,11 +1,14 @@
 """Floors: how fast a step could be if it were built from NumPy calls, measured on this machine.
 
 gemm_floor times the step's matrix products alone. numpy_floor adds the fewest elementwise NumPy calls
-the equations need per time step (nine forward, six backward, the local derivatives over whole chunks),
+the equations need per time step (eight forward, six backward, the local derivatives over whole chunks),
 each on contiguous memory with `out=` buffers: the same calls and array sizes as a step, on the most
 favourable layout, without the engine's bookkeeping (ragged rows, variants, views). Its numbers are not an
 LSTM's (the gate blocks are reinterpreted memory, not transposed copies); its time is a lower bound for a
-NumPy LSTM that makes one call per operation. Both use the vanilla cell without peepholes.
+NumPy LSTM that makes one call per operation. Both use the vanilla cell without peepholes, and both take the
+faster, on this machine and at this size, of two ways to arrange the GEMMs of the forward: x_t W + b for a
+chunk of steps in one GEMM and h_{t-1} R each step (then one more elementwise call, their sum), or one
+[x_t, 1, h_{t-1}] [W; b; R] each step, as lstm.py makes it.
 """
 from __future__ import annotations
 
@@ -16,8 +19,13 @@ from .timing import timed
 
 
 def gemm_step(B, T, I, H, forward_only=False):
-    """A function that makes the BLAS calls of one training step (or forward) alone, shaped as lstm.py
-    makes them. No elementwise work: the time an LSTM built on NumPy's BLAS cannot go below."""
+    """A function that makes the BLAS calls of one training step (or forward) alone, the forward's arranged
+    the faster way (module docstring). No elementwise work: the time an LSTM built on NumPy's BLAS cannot go
+    below."""
+    return _faster(_gemm_step(B, T, I, H, forward_only, fused) for fused in (False, True))
+
+
+def _gemm_step(B, T, I, H, forward_only, fused):
     rng = np.random.default_rng(0)
     xh, Wb = rng.random((T * B, I + 1 + H), dtype=np.float32), rng.random((I + 1, 4 * H), dtype=np.float32)
     x2, hs = xh[:, :I + 1], xh[:, I + 1:]    # [x_t, 1] and h_{t-1}, side by side as lstm.py keeps them
@@ -28,11 +36,17 @@ def gemm_step(B, T, I, H, forward_only=False):
 
     S = max(1, min(T, CHUNK // (B * 4 * H)))  # lstm.py projects a chunk of S steps' inputs at once
 
+    rows, M = xh.reshape(T, B, -1), rng.random((I + 1 + H, 4 * H), dtype=np.float32)
+
     def step():
-        for s0 in range(0, T, S):
-            np.matmul(x2[s0 * B:(s0 + S) * B], Wb)   # input projections, the bias in the GEMM
-        for _ in range(T):
-            np.matmul(h, R, out=rec)         # forward recurrence
+        if fused:
+            for t in range(T):
+                np.matmul(rows[t], M, out=rec)   # [x_t, 1, h_{t-1}] [W; b; R]
+        else:
+            for s0 in range(0, T, S):
+                np.matmul(x2[s0 * B:(s0 + S) * B], Wb)   # input projections, the bias in the GEMM
+            for _ in range(T):
+                np.matmul(h, R, out=rec)     # forward recurrence
         if forward_only:
             return
         for t in range(T):
@@ -46,15 +60,21 @@ def gemm_step(B, T, I, H, forward_only=False):
 
 
 def numpy_step(B, T, I, H, forward_only=False):
-    """A function that makes gemm_step's GEMMs plus the fewest elementwise NumPy calls of a training step
-    (or forward), every view it indexes made beforehand (untimed), constants as 0-d arrays.
+    """A function that makes the step's GEMMs plus the fewest elementwise NumPy calls of a training step
+    (or forward), every view it indexes made beforehand (untimed), constants as 0-d arrays; of the two
+    arrangements of the forward's GEMMs, the faster one here (module docstring).
 
-    Forward, per step: a_t = x_t W + h_{t-1} R; one tanh over the four blocks (σ by halving, as lstm.py);
+    Forward, per step: a_t (x_t W + h_{t-1} R, one call, or two with the chunked projection); one tanh over
+    the four blocks (σ by halving, as lstm.py);
     ·½ and +½ for i, f, o; c = f c; i g; c += i g; tanh c; h = o tanh c. Training keeps every step's gates,
     c and tanh c; the forward alone reuses one buffer for them. Backward, per step: δh += δy; δa_o;
     δh ∂h/∂c and δc += it; δa_i, δa_f, δa_g at once; δc ∘= f; δa Rᵀ. Before each chunk of steps the local
     derivatives: σ' = s - s² over the four blocks, 1 - g², the four chain-rule factors and ∂h/∂c = o (1 - tanh² c).
     """
+    return _faster(_numpy_step(B, T, I, H, forward_only, fused) for fused in (False, True))
+
+
+def _numpy_step(B, T, I, H, forward_only, fused):
     rng = np.random.default_rng(0)
     f32, one = np.float32, np.array(1, np.float32)
     xh, Wb = rng.random((T * B, I + 1 + H), dtype=f32), rng.random((I + 1, 4 * H), dtype=f32)
@@ -74,8 +94,23 @@ def numpy_step(B, T, I, H, forward_only=False):
     steps = [(h[t], rec.reshape(B, 4 * H), proj[t % S].reshape(4, B, H), z[k(t)], *z[k(t)],   # reinterpreted:
               c[k(t)], c[k(t) + 1] if not forward_only else c[0], tanh_c[k(t)], h[t + 1])    # contiguous blocks
              for t in range(T)]
+    rows, M = xh.reshape(T, B, -1), rng.random((I + 1 + H, 4 * H), dtype=f32) / (4 * H)
+    fused_steps = [(rows[t], z[k(t)].reshape(B, 4 * H)) + st[3:] for t, st in enumerate(steps)]
+
+    def forward_fused():
+        for row, a_2, a, i, f, g, o, c_prev, c_t, tanh_c_t, h_t in fused_steps:
+            np.matmul(row, M, a_2)                          # a_t = [x_t, 1, h_{t-1}] [W; b; R]
+            np.tanh(a, a)
+            a *= scale
+            a += shift
+            np.multiply(f, c_prev, c_t)
+            c_t += np.multiply(i, g, tmp)
+            np.tanh(c_t, tanh_c_t)
+            np.multiply(o, tanh_c_t, h_t)
 
     def forward():
+        if fused:
+            return forward_fused()
         for s0, m, x_chunk, proj_chunk in chunks:
             np.matmul(x_chunk, Wb, out=proj_chunk)
             for h_prev, rec_2, proj_t, a, i, f, g, o, c_prev, c_t, tanh_c_t, h_t in steps[s0:s0 + m]:
@@ -140,6 +175,11 @@ def gemm_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
 def numpy_floor(B, T, I, H, repeat=5, forward_only=False) -> float:
     """Seconds of numpy_step, best of `repeat` after a warm-up call."""
     return _best(numpy_step(B, T, I, H, forward_only), repeat)
+
+
+def _faster(steps):
+    """The faster of the step functions, each timed (best of 3) after a warm-up call."""
+    return min(steps, key=lambda step: _best(step, 3))
 
 
 def _best(step, repeat):
