@@ -71,8 +71,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # step activates i, f and g together; `u *= ½; u += ½` then turns tanh(a/2) into σ(a).
     half = np.full((4, 1, 1), 0.5, x.dtype)  # per gate block: ½ for i, f, o, 1 for g
     half[G] = 1.0
-    shift, half_4H = 1 - half, np.repeat(half.ravel(), H)   # σ(a) = tanh(a/2) · ½ + ½; half along the 4H axis
-    Wb = np.concatenate([W, b[None]]) * half_4H   # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias in the GEMM
+    shift = 1 - half                         # σ(a) = tanh(a/2) · ½ + ½
     # Trick 3, gate blocks: z[t, k] (B, H) is gate k of step t, so the elementwise work on one gate runs over
     # contiguous memory. NumPy pays one inner loop per row for a (B, H) block inside (B, 4H) rows, and for an
     # operand broadcast over the rows, so per-gate constants are repeated over the rows too (scale_b, p_if).
@@ -84,11 +83,9 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     # [x_t, 1, h_{t-1}] [W; b; R] is a_t (halved), written into z[t], which then holds the gates (the cache);
     # and the backward's dW, db and dR are one GEMM too. Inference makes the same GEMMs (the same bits) on a
     # chunk of S rows, which it refills: h_t goes into row t+1, and out of the chunk at its end.
-    I1 = x.shape[2] + 1
-    M = np.concatenate([Wb, R * half_4H])    # (I+1+H, 4H)
+    I1 = x.shape[2] + 1                      # Trick 2: [x_t, 1] [W; b] = x_t W + b, the bias in the GEMM
     one_gemm = H >= 512                      # one (n, K)·(K, 4H) GEMM a step, copied into the gate blocks, beats
-    if not one_gemm:                         # four (n, K)·(K, H) ones that write them, once H is large
-        M = _per_gate(M)                     # (4, K, H): M[k] = the columns of gate k
+    M = _halved_weights(W, b, R, half, one_gemm)   # four (n, K)·(K, H) ones that write them, once H is large
     S = T if keep else max(1, min(T, CHUNK // (B * 4 * H)))
     name = "" if keep else "inference "      # inference's small buffers do not evict training's
     xh = alloc(name + "xh", (S + 1, B, I1 + H), x.dtype, zero=ragged)   # row t: [x_t, 1], h_{t-1} (h[t])
@@ -96,8 +93,7 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     z = alloc("gates", (T, 4, B, H), x.dtype, zero=ragged) if keep else None   # finished rows: finite gates
     if peephole == "diagonal":
         p_if, p_o = alloc("p_if", (2, B, H), x.dtype), alloc("p_o", (B, H), x.dtype)   # p_i, p_f; p_o, per row
-        np.multiply(np.stack(p[:2])[:, None], 0.5, out=p_if)
-        np.multiply(p[2], 0.5, out=p_o)
+        p_if[...], p_o[...] = np.stack(p[:2])[:, None] * 0.5, p[2] * 0.5
     elif peephole == "full":
         p_if, p_o = np.stack(p[:2]) * 0.5, p[2] * 0.5            # (2, H, H): c_prev P_i, c_prev P_f at once
     Rg_half = None if not v.gate_recurrence else R_gates * 0.5     # every column is a σ gate's
@@ -106,7 +102,6 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     tanh_g = v.input_activation == "tanh"
     h, h0, hs = hidden_states(alloc, h0, T, x.dtype, ragged, keep, out, xh[:, :, I1:] if keep else None)
     xh[0, :, I1:] = h0
-
     c = alloc(name + "c", (T + 1 if keep else 1, B, H), x.dtype, zero=ragged)   # inference: c_t overwrites c_{t-1}
     tanh_c = alloc(name + "tanh_c", (T if keep else 1, B, H), x.dtype, zero=ragged)
     c[0] = c0
@@ -212,10 +207,19 @@ def lstm_forward(x, h0, c0, W, R, b, p=None, *, batch_sizes, peephole="diagonal"
     return h, c, Cache(xh[:T, :, :I1], z.transpose(0, 2, 1, 3), c, h, tanh_c, tuple(batch_sizes), v, xh)
 
 
-def _per_gate(M: np.ndarray) -> np.ndarray:
-    """(m, 4H) -> (4, m, H): the i, f, g, o column blocks of a weight matrix, each contiguous; always a copy
-    (ascontiguousarray would return M itself when H = 1, and the caller scales the result in place)."""
-    return np.array(M.reshape(M.shape[0], 4, -1).transpose(1, 0, 2), order="C")
+def _halved_weights(W, b, R, half, one_gemm: bool) -> np.ndarray:
+    """[W; b; R] (K = I+1+H rows), gate k's columns times half[k]: (K, 4H) if one_gemm, else (4, K, H), M[k] gate
+    k's columns. One new array, scaled in place: inference's peak memory holds one copy of the weights."""
+    I, H = W.shape[0], R.shape[0]
+    if one_gemm:
+        M = np.concatenate([W, b[None], R])
+        return np.multiply(M, np.repeat(half.ravel(), H), out=M)
+    M = np.empty((4, I + 1 + H, H), W.dtype)
+    M[:, :I] = W.reshape(I, 4, H).transpose(1, 0, 2)
+    M[:, I] = b.reshape(4, H)
+    M[:, I + 1:] = R.reshape(H, 4, H).transpose(1, 0, 2)
+    M *= half
+    return M
 
 
 CHUNK = 1 << 17  # elements of local derivatives computed at once: ~512 KiB of float32 stays in cache
@@ -370,10 +374,8 @@ def lstm_backward(dy, dh_n, dc_n, cache: Cache, W, R, p=None, *, R_gates=None, w
 
 
 def weight_grads(cache: Cache, da2: np.ndarray) -> dict:
-    """{"W", "b", "R"}: Σ over steps and rows of [x_t, 1]ᵀ δa_t and h_{t-1}ᵀ δa_t; da2 (T·B, 4H).
-
-    The column of ones sums δa into db. With the rows [x_t, 1, h_{t-1}] side by side (cache.xh), one
-    GEMM gives all three; OpenBLAS runs it faster than two below H = 512, and slower from there."""
+    """{"W", "b", "R"}: Σ over steps and rows of [x_t, 1]ᵀ δa_t and h_{t-1}ᵀ δa_t (the ones sum δa into db); da2
+    (T·B, 4H). With the rows [x_t, 1, h_{t-1}] side by side (cache.xh), one GEMM, faster below H = 512 here."""
     T, B, I1 = cache.x1.shape
     H = da2.shape[1] // 4
     if cache.xh is not None and H < 512:     # δaᵀ [x 1 h], the faster order of the operands here
