@@ -96,7 +96,7 @@ def test_inference_holds_the_output_and_the_weights_and_little_more(layer):
     gates (GRU), lstm.CHUNK elements or so, in the layer's workspace, allocated by the first call and reused by
     every later one.
     Measured, peak / (output + weights): 1.02 (LSTM), 0.98 (bidirectional), 1.03 (GRU) on a warm call;
-    the first call adds the workspace (1.54 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
+    the first call adds the workspace (1.19 for the LSTM, 1.26 for the GRU). The training forward keeps the cache, several
     outputs' worth."""
     make = {"lstm": lambda: nplstm.LSTM(32, 128, seed=0), "gru": lambda: nplstm.GRU(32, 128, seed=0),
             "bidirectional": lambda: nplstm.LSTM(32, 128, bidirectional=True, seed=0)}[layer]
