@@ -381,8 +381,9 @@ def weight_grads(cache: Cache, da2: np.ndarray) -> dict:
     if cache.xh is not None and H < 512:     # δaᵀ [x 1 h], the faster order of the operands here
         g = (da2.T @ cache.xh[:T].reshape(T * B, I1 + H)).T
         return {"W": np.ascontiguousarray(g[:I1 - 1]), "b": g[I1 - 1].copy(), "R": np.ascontiguousarray(g[I1:])}
-    dWb = cache.x1.reshape(T * B, I1).T @ da2
-    return {"W": dWb[:-1], "b": dWb[-1], "R": cache.h[:-1].reshape(T * B, H).T @ da2}
+    X = None if cache.xh is None else cache.xh[:T].reshape(T * B, I1 + H)   # a view: its column blocks need no copy
+    x2, h2 = (cache.x1.reshape(T * B, I1), cache.h[:-1].reshape(T * B, H)) if X is None else (X[:, :I1], X[:, I1:])
+    return {"W": (dWb := x2.T @ da2)[:-1], "b": dWb[-1], "R": h2.T @ da2}
 
 
 def _add_gate_recurrence(da4, dgates, gates, trainable, coupled, H, *blocks):

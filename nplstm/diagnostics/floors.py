@@ -8,7 +8,8 @@ LSTM's (the gate blocks are reinterpreted memory, not transposed copies); its ti
 NumPy LSTM that makes one call per operation. Both use the vanilla cell without peepholes, and both take the
 faster, on this machine and at this size, of two ways to arrange the GEMMs of the forward: x_t W + b for a
 chunk of steps in one GEMM and h_{t-1} R each step (then one more elementwise call, their sum), or one
-[x_t, 1, h_{t-1}] [W; b; R] each step, as lstm.py makes it.
+[x_t, 1, h_{t-1}] [W; b; R] each step, as one (B, K)·(K, 4H) product (lstm.py makes the same products, as
+four per-gate calls below H = 512).
 """
 from __future__ import annotations
 
