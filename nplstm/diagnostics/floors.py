@@ -98,6 +98,8 @@ def _numpy_step(B, T, I, H, forward_only, fused):
     rows, M = xh.reshape(T, B, -1), rng.random((I + 1 + H, 4 * H), dtype=f32) / (4 * H)
     fused_steps = [(rows[t], z[k(t)].reshape(B, 4 * H)) + st[3:] for t, st in enumerate(steps)]
 
+    # The cell's eight calls are written out in both loops below on purpose: a helper called per step would
+    # add a Python call to every step of a kernel whose point is to have as little as possible.
     def forward_fused():
         for row, a_2, a, i, f, g, o, c_prev, c_t, tanh_c_t, h_t in fused_steps:
             np.matmul(row, M, a_2)                          # a_t = [x_t, 1, h_{t-1}] [W; b; R]
